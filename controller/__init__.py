@@ -1,0 +1,3 @@
+"""swarm-upgrade-controller: upgrades Docker for Azure swarms one node at a time, safely."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The `swarm-upgrade` subcommands, one module each; every module exposes `register(subparsers)`."""
