@@ -1,0 +1,132 @@
+"""Throttling (storms, token buckets), RBAC, injected errors and the request log, via the SDK."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.identity.aio import ClientSecretCredential
+from azure.mgmt.compute.aio import ComputeManagementClient
+
+from testbed.arm import ArmServer
+
+from .conftest import CLIENT, MANAGERS, RG, SECRET, TENANT
+
+
+async def test_429_storm_is_retried_by_the_sdk_honouring_retry_after(
+    server: ArmServer, client: ComputeManagementClient
+) -> None:
+    server.faults.throttle_storm(requests=2, retry_after=1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    ss = await client.virtual_machine_scale_sets.get(RG, MANAGERS)
+    assert ss.name == MANAGERS
+    assert loop.time() - started >= 2.0  # two Retry-After: 1 waits
+    gets = [e.status for e in server.request_log if e.operation == "VirtualMachineScaleSets_Get"]
+    assert gets == [429, 429, 200]
+    assert server.counts()["VirtualMachineScaleSets_Get"]["throttled"] == 2
+
+
+async def test_timed_storm_outlasting_the_retries_surfaces_429(
+    server: ArmServer, make_client: Callable[..., ComputeManagementClient]
+) -> None:
+    server.faults.throttle_storm(seconds=30, retry_after=1)
+    async with make_client(retry_total=1) as client:
+        with pytest.raises(HttpResponseError) as caught:
+            await client.virtual_machine_scale_sets.get(RG, MANAGERS)
+    assert caught.value.status_code == 429
+    assert caught.value.error.code == "TooManyRequests"
+    server.faults.clear()
+
+
+async def test_token_buckets_refuse_when_exhausted(
+    make_server: Callable[..., ArmServer], tmp_path: object
+) -> None:
+    server = make_server(enforce_throttling=True)
+    server.throttle.configure(read_burst=3, read_rate=0.5)
+    async with server:
+        cred = ClientSecretCredential(TENANT, CLIENT, SECRET, authority=server.url,
+                                      connection_verify=str(server.ca_path))
+        async with cred, ComputeManagementClient(
+                cred, server.subscription_id, base_url=server.url,
+                connection_verify=str(server.ca_path), retry_total=0) as client:
+            for _ in range(3):
+                await client.virtual_machine_scale_sets.get(RG, MANAGERS)
+            with pytest.raises(HttpResponseError) as caught:
+                await client.virtual_machine_scale_sets.get(RG, MANAGERS)
+        assert caught.value.status_code == 429
+        assert caught.value.response.headers["Retry-After"] == "2"
+    statuses = [e.status for e in server.request_log if not e.operation.startswith("Identity")]
+    assert statuses == [200, 200, 200, 429]
+
+
+async def test_ratelimit_headers_count_down(server: ArmServer, credential: object) -> None:
+    remaining: list[int] = []
+
+    def hook(response: object) -> None:
+        headers = response.http_response.headers  # type: ignore[attr-defined]
+        remaining.append(int(headers["x-ms-ratelimit-remaining-subscription-reads"]))
+
+    async with ComputeManagementClient(credential, server.subscription_id, base_url=server.url,
+                                       connection_verify=str(server.ca_path)) as client:
+        for _ in range(3):
+            await client.virtual_machine_scale_sets.get(RG, MANAGERS, raw_response_hook=hook)
+    assert remaining[0] <= 249 and remaining[2] < remaining[0]
+
+
+async def test_missing_role_action_is_403_authorization_failed(
+    make_server: Callable[..., ArmServer],
+) -> None:
+    server = make_server(role_actions=[
+        "Microsoft.Compute/virtualMachineScaleSets/read",
+        "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/*",
+    ])
+    async with server:
+        cred = ClientSecretCredential(TENANT, CLIENT, SECRET, authority=server.url,
+                                      connection_verify=str(server.ca_path))
+        async with cred, ComputeManagementClient(
+                cred, server.subscription_id, base_url=server.url,
+                connection_verify=str(server.ca_path), polling_interval=0.02) as client:
+            await client.virtual_machine_scale_sets.get(RG, MANAGERS)
+            await client.virtual_machine_scale_set_vms.get_instance_view(RG, MANAGERS, "0")
+            with pytest.raises(HttpResponseError) as caught:
+                await client.virtual_machine_scale_sets.begin_update_instances(
+                    RG, MANAGERS, {"instanceIds": ["0"]})
+    assert caught.value.status_code == 403
+    assert caught.value.error.code == "AuthorizationFailed"
+    assert "Microsoft.Compute/virtualMachineScaleSets/manualUpgrade/action" in str(caught.value)
+
+
+async def test_injected_500s_are_retried_then_surface(
+    server: ArmServer, make_client: Callable[..., ComputeManagementClient]
+) -> None:
+    server.faults.error("VirtualMachineScaleSetVMs_List", count=1)
+    async with make_client() as client:
+        ids = [vm.instance_id async for vm in client.virtual_machine_scale_set_vms.list(
+            RG, MANAGERS)]
+        assert ids == ["0", "1", "2"]
+        server.faults.error("VirtualMachineScaleSets_Get", count=5)
+    async with make_client(retry_total=1) as client:
+        with pytest.raises(HttpResponseError) as caught:
+            await client.virtual_machine_scale_sets.get(RG, MANAGERS)
+    assert caught.value.status_code == 500
+    assert caught.value.error.code == "InternalServerError"
+
+
+async def test_request_log_counts_reads_and_writes_per_operation(
+    server: ArmServer, client: ComputeManagementClient
+) -> None:
+    await client.virtual_machine_scale_sets.get(RG, MANAGERS)
+    await (await client.virtual_machine_scale_sets.begin_update_instances(
+        RG, MANAGERS, {"instanceIds": ["0"]})).result()
+    counts = server.counts()
+    assert counts["VirtualMachineScaleSets_Get"] == {"reads": 1, "writes": 0, "throttled": 0,
+                                                     "errors": 0}
+    assert counts["VirtualMachineScaleSets_UpdateInstances"]["writes"] == 1
+    assert counts["Operations_Get"]["reads"] >= 1
+    assert counts["*"]["writes"] == 1
+    assert counts["*"]["reads"] == 1 + counts["Operations_Get"]["reads"]
+    entry = server.request_log[-1].to_dict()
+    assert set(entry) == {"time", "method", "path", "operation", "kind", "status", "duration"}
