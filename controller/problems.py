@@ -7,27 +7,24 @@ whole-document problems) and never echoes more than a bounded part of the value.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 
-class _Absent:
+class _Absent(enum.Enum):
     """Marker for "no value to show" (a missing field, an unknown field, a whole document)."""
 
-    _instance: _Absent | None = None
-
-    def __new__(cls) -> _Absent:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    ABSENT = "ABSENT"
 
     def __repr__(self) -> str:
         return "ABSENT"
 
 
-ABSENT: Final = _Absent()
+ABSENT: Final = _Absent.ABSENT
+MAX_PROBLEMS: Final = 50
 
 MAX_VALUE_CHARS: Final = 60
 MAX_KEY_CHARS: Final = 40
@@ -92,6 +89,15 @@ class Problem:
             line = f"{self.path}: {show_value(self.value)} {self.message}"
         # Keys and messages are already escaped; this guarantees one line whatever comes in.
         return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
+
+
+def capped(problems: Sequence[Problem], limit: int = MAX_PROBLEMS) -> list[Problem]:
+    """At most `limit` problems; the rest summarised in one `document:` line, so that a document
+    with thousands of defects does not flood the logs."""
+    if len(problems) <= limit:
+        return list(problems)
+    rest = len(problems) - limit
+    return [*problems[:limit], Problem("document", ABSENT, f"and {rest} more problem(s)")]
 
 
 def render(problems: Sequence[Problem]) -> str:

@@ -23,7 +23,7 @@ from jsonschema.exceptions import ValidationError
 import controller
 from controller import safeyaml
 from controller.durations import format_duration, parse_duration
-from controller.problems import ABSENT, Problem, format_path, join_path
+from controller.problems import ABSENT, Problem, capped, format_path, join_path
 
 CRD_FILE: Final = "swarmupgrade.yaml"
 CATALOG_SCHEMA_FILE: Final = "catalog.schema.json"
@@ -194,8 +194,8 @@ def _problems_of(error: ValidationError, root: str) -> list[Problem]:
 
 
 def validate(instance: object, schema: Mapping[str, Any], root: str = "") -> list[Problem]:
-    """Every problem of `instance` against `schema`, one per field path, sorted by path.
-    `root` prefixes the paths (e.g. `catalog`)."""
+    """The problems of `instance` against `schema`, one per field path, sorted by path (at most
+    `MAX_PROBLEMS`, then a summary line). `root` prefixes the paths (e.g. `catalog`)."""
     validator = _Validator(schema)
     errors = sorted(
         validator.iter_errors(instance),
@@ -205,7 +205,7 @@ def validate(instance: object, schema: Mapping[str, Any], root: str = "") -> lis
     for error in errors:
         for problem in _problems_of(error, root):
             seen.setdefault(problem.path, problem)
-    return sorted(seen.values(), key=lambda p: p.path)
+    return capped(sorted(seen.values(), key=lambda p: p.path))
 
 
 def apply_defaults(instance: object, schema: Mapping[str, Any]) -> object:

@@ -10,7 +10,7 @@ from typing import Any
 
 from controller import safeyaml
 from controller.catalog import CatalogError, load_catalog
-from controller.model import MAX_DECLARATION_BYTES, declaration_problems, parse_desired
+from controller.model import MAX_DECLARATION_BYTES, declaration_problems, load_desired_text
 from controller.problems import Problem
 
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         return 1
-    desired = parse_desired(safeyaml.load(data, MAX_DECLARATION_BYTES))
+    desired = load_desired_text(data)
     print(
         f"OK: {desired.name} wants {desired.channel} {desired.version} "
         f"(catalog: {catalog.source})"
