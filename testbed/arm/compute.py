@@ -21,7 +21,14 @@ from aiohttp import web
 from testbed.arm.actions import InstanceActions
 from testbed.arm.faults import Faults
 from testbed.arm.operations import Operations
-from testbed.arm.routing import RESOURCE_GROUP, ArmError, ArmRequest, ArmRoute, json_response
+from testbed.arm.routing import (
+    RESOURCE_GROUP,
+    ArmError,
+    ArmRequest,
+    ArmRoute,
+    Handler,
+    json_response,
+)
 from testbed.arm.state import (
     Context,
     Instance,
@@ -202,7 +209,7 @@ class ComputeProvider:
             self.actions.mark_pending(arm.operation, "delete", instance)
         return self.operations.accepted(arm.request, self.operations.start(arm.operation, work()))
 
-    def _instances_op(self, kind: str, required: bool):  # type: ignore[no-untyped-def]
+    def _instances_op(self, kind: str, required: bool) -> Handler:
         async def handler(arm: ArmRequest) -> web.StreamResponse:
             ss = self.scale_set(arm)
             return self.accept(arm, kind, ss, self.selected(ss, arm.body, required=required))

@@ -17,7 +17,7 @@ import re
 from aiohttp import web
 
 from testbed.arm.compute import VMSS_ACTION, VMSS_PATH, ComputeProvider
-from testbed.arm.routing import ArmError, ArmRequest, ArmRoute, json_response
+from testbed.arm.routing import ArmError, ArmRequest, ArmRoute, Handler, json_response
 from testbed.arm.state import Instance, ScaleSet, render_instance_view, render_vm
 
 VMS_PATH = VMSS_PATH + "/{vmScaleSetName}/virtualMachines"
@@ -104,7 +104,7 @@ class VmRoutes:
         power = self.compute.driver.power_state(ss.name, instance.instance_id)
         return json_response(render_instance_view(instance, power))
 
-    def _action(self, kind: str):  # type: ignore[no-untyped-def]
+    def _action(self, kind: str) -> Handler:
         async def handler(arm: ArmRequest) -> web.StreamResponse:
             ss = self.compute.scale_set(arm)
             instance = self.compute.instance(ss, arm.param("instanceId"))

@@ -302,3 +302,50 @@ async def test_slow_operation_takes_longer(
     started = loop.time()
     await (await client.virtual_machine_scale_set_vms.begin_restart(RG, WORKERS, "0")).result()
     assert loop.time() - started >= 0.5
+
+
+async def test_scale_in_deletes_the_highest_instances(
+    driver: FakeDriver, client: ComputeManagementClient
+) -> None:
+    ss = await (await client.virtual_machine_scale_sets.begin_update(
+        RG, WORKERS, {"sku": {"capacity": 3}})).result()
+    assert ss.sku.capacity == 3
+    assert sorted(driver.calls) == [("delete", WORKERS, "3"), ("delete", WORKERS, "4")]
+    ids = [vm.instance_id async for vm in client.virtual_machine_scale_set_vms.list(RG, WORKERS)]
+    assert ids == ["0", "1", "2"]
+
+
+async def test_delete_scale_set(driver: FakeDriver, client: ComputeManagementClient) -> None:
+    await (await client.virtual_machine_scale_sets.begin_delete(RG, MANAGERS)).result()
+    assert sorted(c[2] for c in driver.calls if c[0] == "delete") == ["0", "1", "2"]
+    with pytest.raises(ResourceNotFoundError):
+        await client.virtual_machine_scale_sets.get(RG, MANAGERS)
+
+
+async def test_scale_set_added_unbooted_is_booted_by_the_server(
+    server: ArmServer, driver: FakeDriver, client: ComputeManagementClient
+) -> None:
+    driver.boot_delay = 0.3
+    server.add_scale_set("late-vmss", "worker", {}, IMAGE_NEW, 2, "late", booted=False)
+    vm = await client.virtual_machine_scale_set_vms.get(RG, "late-vmss", "1")
+    assert vm.properties.provisioning_state == "Creating"
+    await server.operations.wait_all()
+    vm = await client.virtual_machine_scale_set_vms.get(RG, "late-vmss", "1")
+    assert vm.properties.provisioning_state == "Succeeded"
+    assert sorted(driver.calls) == [("boot", "late-vmss", "0", "17.06.1"),
+                                    ("boot", "late-vmss", "1", "17.06.1")]
+
+
+async def test_manual_upgrade_of_several_instances_runs_them_together(
+    server: ArmServer, driver: FakeDriver, client: ComputeManagementClient
+) -> None:
+    driver.boot_delay = 0.3
+    await (await client.virtual_machine_scale_sets.begin_update(RG, WORKERS, NEW_MODEL)).result()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await (await client.virtual_machine_scale_sets.begin_update_instances(
+        RG, WORKERS, {"instanceIds": ["0", "1", "2"]})).result()
+    assert loop.time() - started < 0.85
+    stale = [vm.instance_id async for vm in client.virtual_machine_scale_set_vms.list(
+        RG, WORKERS, filter="properties/latestModelApplied eq false")]
+    assert stale == ["3", "4"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
 import aiohttp
@@ -105,3 +106,20 @@ async def test_injected_token_failure_then_recovery(server: ArmServer) -> None:
             await cred.get_token(SCOPE)
         assert (await cred.get_token(SCOPE)).token.startswith("tb.")
     assert server.counts()["Identity_ClientCredentialsToken"]["errors"] == 1
+
+
+async def test_sync_msal_credential_reads_the_openid_configuration(server: ArmServer) -> None:
+    """The sync ClientSecretCredential goes through msal: discovery document, then token.
+    (msal's instance discovery would ask login.microsoftonline.com: it must be disabled.)"""
+    from azure.identity import ClientSecretCredential as SyncClientSecretCredential
+
+    def fetch() -> str:
+        cred = SyncClientSecretCredential(TENANT, CLIENT, SECRET, authority=server.url,
+                                          connection_verify=str(server.ca_path),
+                                          disable_instance_discovery=True)
+        return cred.get_token(SCOPE).token
+
+    token = await asyncio.to_thread(fetch)
+    assert server.tokens.principal(f"Bearer {token}") == f"sp:{CLIENT}"
+    assert [e.operation for e in server.request_log] == [
+        "Identity_Discovery", "Identity_ClientCredentialsToken"]
