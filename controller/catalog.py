@@ -164,7 +164,8 @@ class Catalog:
 
 def parse_catalog(doc: object, source: str = "") -> Catalog:
     """A `Catalog` from loaded YAML/JSON data; raises `CatalogError` listing every problem."""
-    problems = schemas.validate(doc, schemas.catalog_schema())
+    odd = safeyaml.plain_problem(doc)
+    problems = [odd] if odd else schemas.validate(doc, schemas.catalog_schema())
     if problems:
         raise CatalogError(problems)
     assert isinstance(doc, dict)

@@ -72,6 +72,9 @@ def _spec_digest(spec: object) -> str:
 
 
 def _schema_problems(doc: object) -> tuple[object, list[Problem]]:
+    odd = safeyaml.plain_problem(doc)
+    if odd is not None:
+        return doc, [odd]
     schema = schemas.declaration_schema()
     defaulted = schemas.apply_defaults(doc, schema)
     problems = schemas.validate(defaulted, schema)

@@ -9,7 +9,7 @@ length, and only JSON types (timestamps stay strings; !!binary, !!set, !!omap, p
 from __future__ import annotations
 
 import os
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import yaml
 from yaml.constructor import ConstructorError
@@ -101,6 +101,28 @@ _SafeLoader.add_constructor("tag:yaml.org,2002:timestamp", _keep_text)
 _SafeLoader.add_constructor(None, _refuse_tag)  # any other tag (!!python/..., !custom)
 
 
+_PLAIN: Final = (dict, list, str, int, float, bool, type(None))
+
+
+def plain_problem(doc: object, max_depth: int = MAX_DEPTH) -> Problem | None:
+    """For data that did not come through `load()` (e.g. built in code): a `document:` problem if
+    it is nested deeper than `max_depth` or holds anything but JSON types, else None."""
+    stack: list[tuple[object, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > max_depth:
+            return Problem("document", ABSENT, f"nesting deeper than {max_depth} levels")
+        if not isinstance(value, _PLAIN):
+            return Problem("document", ABSENT, f"holds a {type(value).__name__}, not JSON data")
+        if isinstance(value, dict):
+            if not all(isinstance(key, str) for key in value):
+                return Problem("document", ABSENT, "has a mapping key that is not a string")
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    return None
+
+
 def decode(data: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     """`data` as text: at most `max_bytes` bytes of UTF-8, or a `YamlError`."""
     if isinstance(data, str):
@@ -149,12 +171,17 @@ def read_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) 
     """The bytes of `path`, reading no more than `max_bytes + 1` (an oversized file is refused)."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read(max_bytes + 1)
+            return read_stream(handle, max_bytes)
     except OSError as err:
         reason = err.strerror or type(err).__name__
         raise _document_problem(
             f"cannot read {shorten(repr(os.fspath(path)), 80)}: {reason}"
         ) from None
+
+
+def read_stream(stream: BinaryIO, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of `stream`, reading no more than `max_bytes + 1` (an oversized one is refused)."""
+    data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise _document_problem(f"is larger than the {max_bytes}-byte limit")
     return data

@@ -21,7 +21,9 @@ def register(subparsers: Any) -> None:
         description="Check a SwarmUpgrade declaration against the CRD schema and the release "
         "catalog. Prints one line per problem (exit 1) or one OK line (exit 0).",
     )
-    parser.add_argument("file", metavar="FILE", help="the declaration (YAML or JSON)")
+    parser.add_argument(
+        "file", metavar="FILE", help="the declaration (YAML or JSON); '-' reads standard input"
+    )
     parser.add_argument(
         "--catalog", metavar="FILE", help="release catalog to use instead of the bundled one"
     )
@@ -33,6 +35,12 @@ def _catalog_line(problem: Problem) -> Problem:
     return Problem(path, problem.value, problem.message)
 
 
+def _read(name: str) -> bytes:
+    if name != "-":
+        return safeyaml.read_file(name, MAX_DECLARATION_BYTES)
+    return safeyaml.read_stream(sys.stdin.buffer, MAX_DECLARATION_BYTES)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         catalog = load_catalog(args.catalog)
@@ -41,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             print(_catalog_line(problem), file=sys.stderr)
         return 1
     try:
-        data = safeyaml.read_file(args.file, MAX_DECLARATION_BYTES)
+        data = _read(args.file)
     except safeyaml.YamlError as err:
         problems = err.problems
     else:

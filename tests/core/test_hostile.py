@@ -222,6 +222,28 @@ def test_json_document_with_every_problem_at_once() -> None:
         "spec.channel", "spec.paused", "spec.strategy.maxUnavailableWorkers"]
 
 
+def nested(depth: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for _ in range(depth):
+        doc = {"a": doc}
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("doc", "line"),
+    [
+        (nested(100_000), "document: nesting deeper than 32 levels"),
+        ({**valid_doc(), "spec": ("stable",)}, "document: holds a tuple, not JSON data"),
+        ({**valid_doc(), "kind": b"SwarmUpgrade"}, "document: holds a bytes, not JSON data"),
+        ({**valid_doc(), 3: "x"}, "document: has a mapping key that is not a string"),
+        ({**valid_doc(), "metadata": {"name": {"x"}}}, "document: holds a set, not JSON data"),
+    ],
+    ids=["deep", "tuple", "bytes", "int key", "set"],
+)
+def test_data_built_in_code_is_checked_too(doc: object, line: str) -> None:
+    assert assert_refused(doc) == [line]
+
+
 # --- generated -----------------------------------------------------------------------------------
 
 JSON_LEAVES = (

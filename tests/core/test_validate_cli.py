@@ -124,11 +124,11 @@ def test_missing_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
     assert info.value.code == 2
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+def run_script(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     assert SCRIPT.is_file(), f"the swarm-upgrade console script is not installed at {SCRIPT}"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=60,
-                          env=env, cwd="/")
+                          env=env, cwd="/", input=stdin)
 
 
 def test_console_script_ok() -> None:
@@ -146,3 +146,11 @@ def test_console_script_problems(tmp_path: Path) -> None:
     result = run_script("validate", str(garbage))
     assert (result.returncode, result.stderr) == (
         1, "document: is not UTF-8 (byte 0xff at offset 0)\n")
+
+
+def test_console_script_reads_standard_input() -> None:
+    result = run_script("validate", "-", stdin=EXAMPLE.read_text())
+    assert result.returncode == 0, result.stderr
+    result = run_script("validate", "-", stdin="#" * 70_000)
+    assert (result.returncode, result.stderr) == (
+        1, "document: is larger than the 65536-byte limit\n")
