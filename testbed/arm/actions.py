@@ -62,7 +62,9 @@ class InstanceActions:
                 await asyncio.sleep(delay)
             fault = self.faults.take_lro_failure(operation, ss.name, instance.instance_id)
             if fault is not None:
-                raise OperationFailed(fault.code, fault.message)
+                raise OperationFailed(fault.code, fault.message or (
+                    f"{operation} of instance '{instance.instance_id}' ({instance.computer_name})"
+                    f" of '{ss.name}' failed: {fault.code} (injected)."))
             await self._drive(kind, ss, instance)
         except OperationFailed as failure:
             instance.set_state("Failed", {"code": failure.code, "message": failure.message})

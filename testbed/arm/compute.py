@@ -2,7 +2,8 @@
 
 Routes (paths under ``/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute``):
 
-- ``GET virtualMachineScaleSets`` (list), ``GET|PUT|PATCH|DELETE virtualMachineScaleSets/{name}``;
+- ``GET virtualMachineScaleSets`` (list), ``GET|PUT|PATCH|DELETE virtualMachineScaleSets/{name}``,
+  ``GET virtualMachineScaleSets/{name}/instanceView`` (status counts);
   PUT creates (201 + LRO booting the instances) or updates; PATCH answers 200 (a capacity change
   adds an Azure-AsyncOperation header and boots/deletes instances in the background);
 - ``POST virtualMachineScaleSets/{name}/manualupgrade|reimage|restart|poweroff|start|delete``
@@ -35,6 +36,7 @@ from testbed.arm.state import (
     ScaleSet,
     normalize_image,
     render_scale_set,
+    render_scale_set_instance_view,
 )
 from testbed.driver import InstanceDriver
 
@@ -140,6 +142,8 @@ class ComputeProvider:
             ArmRoute("PUT", one, "VirtualMachineScaleSets_CreateOrUpdate", f"{a}/write", self.put),
             ArmRoute("PATCH", one, "VirtualMachineScaleSets_Update", f"{a}/write", self.patch),
             ArmRoute("DELETE", one, "VirtualMachineScaleSets_Delete", f"{a}/delete", self.delete),
+            ArmRoute("GET", f"{one}/instanceView", "VirtualMachineScaleSets_GetInstanceView",
+                     f"{a}/instanceView/read", self.instance_view),
         ]
         for suffix, name, action, kind, required in (
             ("manualupgrade", "UpdateInstances", "manualUpgrade/action", "upgrade", True),
@@ -164,6 +168,12 @@ class ComputeProvider:
     async def get(self, arm: ArmRequest) -> web.StreamResponse:
         """One scale set."""
         return json_response(render_scale_set(self.scale_set(arm), self.ctx))
+
+    async def instance_view(self, arm: ArmRequest) -> web.StreamResponse:
+        """Status counts over the scale set's instances."""
+        ss = self.scale_set(arm)
+        power = {iid: self.driver.power_state(ss.name, iid) for iid in ss.instances}
+        return json_response(render_scale_set_instance_view(ss, power))
 
     async def put(self, arm: ArmRequest) -> web.StreamResponse:
         """Create (201 + LRO booting `sku.capacity` instances) or update the model (200)."""

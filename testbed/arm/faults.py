@@ -53,7 +53,7 @@ class LroFault:
     instance_id: str | None
     remaining: int
     code: str
-    message: str
+    message: str | None
 
 
 @dataclass
@@ -102,9 +102,10 @@ class Faults:
     def fail_lro(self, operation: str, *, scale_set: str | None = None,
                  instance_id: str | None = None, code: str = "OSProvisioningTimedOut",
                  message: str | None = None, count: int = 1) -> None:
-        """The next `count` long-running `operation`s (on that instance, if given) end Failed."""
-        text = message or f"Injected failure of {operation}: {code}."
-        self.lro_failures.append(LroFault(operation, scale_set, instance_id, count, code, text))
+        """The next `count` long-running `operation`s (on that instance, if given) end Failed
+        with `code` (and `message`, by default one naming the operation and instance)."""
+        self.lro_failures.append(LroFault(operation, scale_set, instance_id, count, code,
+                                          message))
 
     def slow(self, operation: str, seconds: float, count: int | None = None) -> None:
         """Operations matching `operation` take `seconds` longer (the next `count`, or all)."""

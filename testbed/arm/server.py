@@ -134,6 +134,10 @@ class ArmServer:
     def boot_timeout(self, seconds: float) -> None:
         self.compute.actions.boot_timeout = seconds
 
+    def scale_set(self, name: str) -> ScaleSet:
+        """The live state of scale set `name` (model, instances); KeyError if unknown."""
+        return self.compute.scale_sets[name.lower()]
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Request counts per operation (reads, writes, throttled, errors) and a "*" total."""
         return self.request_log.counts()

@@ -175,6 +175,25 @@ def render_instance_view(instance: Instance, power_state: str) -> dict[str, obje
     }
 
 
+def render_scale_set_instance_view(ss: ScaleSet, power: dict[str, str]) -> dict[str, object]:
+    """VirtualMachineScaleSetInstanceView body: per-status counts over the instances
+    (`power` maps instance id → power state)."""
+    counts: dict[str, int] = {}
+    for instance in ss.instances.values():
+        for status in render_statuses(instance, power.get(instance.instance_id, "unknown")):
+            counts[status["code"]] = counts.get(status["code"], 0) + 1
+    return {
+        "virtualMachine": {"statusesSummary": [{"code": code, "count": count}
+                                               for code, count in sorted(counts.items())]},
+        "statuses": [{
+            "code": f"ProvisioningState/{ss.provisioning_state.lower()}",
+            "level": "Info",
+            "displayStatus": ss.provisioning_state,
+            "time": ss.time_created,
+        }],
+    }
+
+
 def render_vm(ss: ScaleSet, instance: Instance, ctx: Context, *,
               power_state: str | None = None) -> dict[str, object]:
     """VirtualMachineScaleSetVM body; with `power_state` it includes the instance view."""

@@ -36,6 +36,16 @@ async def test_get_scale_set(client: ComputeManagementClient) -> None:
         == "swarm-manager"
 
 
+async def test_scale_set_instance_view_counts_statuses(
+    driver: FakeDriver, client: ComputeManagementClient
+) -> None:
+    driver.power[(WORKERS, "4")] = "stopped"
+    view = await client.virtual_machine_scale_sets.get_instance_view(RG, WORKERS)
+    counts = {s.code: s.count for s in view.virtual_machine.statuses_summary}
+    assert counts == {"PowerState/running": 4, "PowerState/stopped": 1,
+                      "ProvisioningState/succeeded": 5}
+
+
 async def test_unknown_scale_set_is_a_404_with_an_arm_error(
     client: ComputeManagementClient,
 ) -> None:
@@ -166,7 +176,8 @@ async def test_injected_lro_failure_surfaces_with_its_code(
         RG, WORKERS, {"instanceIds": ["2"]})
     with pytest.raises(HttpResponseError) as caught:
         await poller.result()
-    assert "OSProvisioningTimedOut" in str(caught.value)
+    assert caught.value.error.code == "OSProvisioningTimedOut"
+    assert "instance '2'" in caught.value.error.message
     view = await client.virtual_machine_scale_set_vms.get_instance_view(RG, WORKERS, "2")
     assert view.statuses[0].code == "ProvisioningState/failed/OSProvisioningTimedOut"
     assert driver.calls == []
@@ -183,8 +194,9 @@ async def test_boot_error_from_the_driver_fails_the_lro(
     driver.boot_errors[(WORKERS, "0")] = "VMStartTimedOut"
     poller = await client.virtual_machine_scale_sets.begin_update_instances(
         RG, WORKERS, {"instanceIds": ["0", "1"]})
-    with pytest.raises(HttpResponseError, match="VMStartTimedOut"):
+    with pytest.raises(HttpResponseError) as caught:
         await poller.result()
+    assert caught.value.error.code == "VMStartTimedOut"
     vm0 = await client.virtual_machine_scale_set_vms.get(RG, WORKERS, "0")
     vm1 = await client.virtual_machine_scale_set_vms.get(RG, WORKERS, "1")
     assert (vm0.properties.provisioning_state, vm0.properties.latest_model_applied) == \

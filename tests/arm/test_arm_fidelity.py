@@ -141,6 +141,8 @@ async def test_the_walker_catches_a_misspelt_key_and_a_bad_enum_value() -> None:
 async def test_scale_set_bodies(raw: Raw) -> None:
     body, _ = await raw.call("GET", f"{BASE}/{MANAGERS}?{API}")
     assert_fits(models.VirtualMachineScaleSet, body)
+    view, _ = await raw.call("GET", f"{BASE}/{MANAGERS}/instanceView?{API}")
+    assert_fits(models.VirtualMachineScaleSetInstanceView, view)
     listed, _ = await raw.call("GET", f"{BASE}?{API}")
     assert_list_fits(models.VirtualMachineScaleSet, listed)
     patched, _ = await raw.call("PATCH", f"{BASE}/{MANAGERS}?{API}", {

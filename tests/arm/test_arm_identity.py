@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import sys
 
 import aiohttp
 import pytest
@@ -123,3 +125,40 @@ async def test_sync_msal_credential_reads_the_openid_configuration(server: ArmSe
     assert server.tokens.principal(f"Bearer {token}") == f"sp:{CLIENT}"
     assert [e.operation for e in server.request_log] == [
         "Identity_Discovery", "Identity_ClientCredentialsToken"]
+
+
+SDK_SCRIPT = """
+import asyncio, os
+from azure.identity.aio import DefaultAzureCredential
+from azure.mgmt.compute.aio import ComputeManagementClient
+
+async def main():
+    async with DefaultAzureCredential() as cred, ComputeManagementClient(
+            cred, os.environ["AZURE_SUBSCRIPTION_ID"],
+            base_url=os.environ["AZURE_ARM_ENDPOINT"]) as client:
+        ss = await client.virtual_machine_scale_sets.get(
+            os.environ["AZURE_RESOURCE_GROUP"], "swarm-manager-vmss")
+        print(ss.name)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("managed_identity", [False, True])
+async def test_an_unmodified_sdk_process_needs_only_the_environment(
+    server: ArmServer, managed_identity: bool
+) -> None:
+    """A separate process configured by environment variables alone (SSL_CERT_FILE for the CA,
+    no connection_verify) reaches the endpoint with DefaultAzureCredential."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
+    env.update(server.environment(managed_identity=managed_identity))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SDK_SCRIPT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert out.decode().strip() == "swarm-manager-vmss"
+    token_op = ("Identity_ManagedIdentityToken" if managed_identity
+                else "Identity_ClientCredentialsToken")
+    assert token_op in server.counts()
