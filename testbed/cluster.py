@@ -385,8 +385,9 @@ class Cluster:
         for inst in self.instances.values():
             if inst.node.proc is not None:
                 await asyncio.to_thread(inst.node.proc.wait)
+        nodes = self.root / "n"
         if remove:
-            await asyncio.to_thread(procs.remove_tree, self.root)
+            await asyncio.to_thread(procs.remove_tree, self.root, nodes)
         else:
-            await asyncio.to_thread(procs.kill_under, self.root)
+            await asyncio.to_thread(procs.kill_under, nodes)
             await asyncio.to_thread(procs.unmount_under, self.root)

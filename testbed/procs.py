@@ -132,9 +132,15 @@ def unmount_under(directory: str | Path) -> list[str]:
     return failed
 
 
-def remove_tree(directory: str | Path) -> None:
-    """Kill what runs under `directory`, unmount it, then delete it."""
-    kill_under(directory)
+def cmdline_names(pid: int, text: str) -> bool:
+    """True if `pid` is alive and its command line contains `text` (guards against pid reuse)."""
+    info = _read_proc(pid)
+    return info is not None and text in info[0] and pid_alive(pid)
+
+
+def remove_tree(directory: str | Path, scope: str | Path | None = None) -> None:
+    """Kill what runs under `scope` (default: `directory`), unmount `directory`, delete it."""
+    kill_under(scope or directory)
     unmount_under(directory)
     shutil.rmtree(directory, ignore_errors=True)
     if Path(directory).exists():  # a mount that appeared late, retry once
