@@ -8,6 +8,7 @@ left (returns what was left, empty when clean).
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -77,6 +78,7 @@ class TestbedHandle:
     dir: Path
     env: dict[str, str]
     daemon_pid: int
+    up_seconds: float = 0.0
 
     @property
     def env_file(self) -> Path:
@@ -108,6 +110,14 @@ class TestbedHandle:
             body["version"] = version
         result: dict[str, Any] = admin_call(self.dir, "POST", "fault", body)
         return result
+
+    async def astatus(self) -> dict[str, Any]:
+        """`status` without blocking the event loop."""
+        return await asyncio.to_thread(self.status)
+
+    async def afault(self, fault: str, instance: str, version: str | None = None) -> dict[str, Any]:
+        """`fault` without blocking the event loop (a referee may be sampling in it)."""
+        return await asyncio.to_thread(self.fault, fault, instance, version)
 
     def arm_fault(self, name: str, **args: Any) -> None:
         """Call `name(**args)` on the ARM server's fault API."""
@@ -147,11 +157,13 @@ def up(config: TestbedConfig, wait_s: float = 90.0) -> TestbedHandle:
             stderr=log,
             start_new_session=True,
         )
-    deadline = time.monotonic() + wait_s
+    started = time.monotonic()
+    deadline = started + wait_s
     while time.monotonic() < deadline:
         state = read_state(directory)
         if state.get("ready"):
-            return TestbedHandle(directory, dict(state["env"]), proc.pid)
+            took = time.monotonic() - started
+            return TestbedHandle(directory, dict(state["env"]), proc.pid, took)
         if state.get("error") or proc.poll() is not None:
             proc.wait(5)
             left = down(directory)

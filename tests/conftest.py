@@ -1,0 +1,3 @@
+"""Shared pytest configuration: the testbed plugin (fixture `testbed`)."""
+
+pytest_plugins = ["testbed.fixtures"]
