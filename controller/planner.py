@@ -1,10 +1,11 @@
 """The pure planner: plan(desired, snapshot, progress, catalog, now) -> Decision.
 
 One call per reconcile pass. The checks run in this order, the first that applies decides:
-paused → the declaration itself (InvalidSpec, UnknownVersion) → a halt recorded in the progress
-→ refusals against the cluster (rules.check_cluster, DownNodes) → removal of Down nodes when the
-declaration allows it → ManagerUnreachable → NodeInTransition → the per-node steps (steps.py)
-of the nodes in flight, then the start of the next nodes.
+paused (when no node is in flight; otherwise those finish first) → the declaration itself
+(InvalidSpec, UnknownVersion) → a halt recorded in the progress → refusals against the cluster
+(rules.check_cluster, DownNodes) → removal of Down nodes when the declaration allows it →
+ManagerUnreachable → NodeInTransition → the per-node steps (steps.py) of the nodes in flight,
+then the start of the next nodes.
 
 Order and safety: managers first (followers before the leader, then by hostname), then workers
 (by hostname), and the manager the controller runs on (`self`) last of all, by handing the
@@ -40,7 +41,7 @@ def plan(
     now: float,
 ) -> Decision:
     """Decide the next step of the rollout toward `desired` (see the module docstring)."""
-    if desired.paused:
+    if desired.paused and (progress is None or not progress.nodes):
         return Decision(
             d.WAIT,
             (Reason(d.PAUSED, "the declaration is paused: nothing is touched"),),
@@ -229,6 +230,14 @@ def _start(
     ]
     out.pending = bool(todo)
     if not todo:
+        return out
+    if view.desired.paused:
+        out.reasons.append(
+            Reason(
+                d.PAUSED,
+                "the declaration is paused: the nodes in flight finish, no new node starts",
+            )
+        )
         return out
     if target != wanted:
         out.reasons.append(

@@ -1,0 +1,187 @@
+"""`swarm-upgrade plan`: explain offline what the controller would do for a declaration and a
+snapshot.
+
+Reads the declaration, an observed snapshot (JSON, crd/snapshot.schema.json), optionally a stored
+progress (JSON, crd/progress.schema.json) and a catalog, runs the pure planner once and prints the
+decision as JSON or text. Exit 0 for proceed/wait/done, 3 for refused/halted, 1 for bad input
+files (one line per problem, naming the file and the field). Nothing is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from controller import decision as d
+from controller.catalog import Catalog, CatalogError, ImageRef, load_catalog
+from controller.decision import Decision
+from controller.model import DeclarationError, Desired, load_desired_file
+from controller.planner import plan
+from controller.progress import Progress
+from controller.snapshot import Snapshot
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 1
+EXIT_REFUSED = 3
+
+
+class InputError(Exception):
+    """Bad input file; each line of str() names the file and the field."""
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "plan",
+        help="explain the next steps of an upgrade for a declaration and an observed snapshot",
+        description="Run the planner once, offline: what would the controller do now? "
+        "Exit 0 (proceed, wait, done), 3 (refused, halted) or 1 (bad input).",
+    )
+    parser.add_argument("--desired", required=True, metavar="FILE", help="SwarmUpgrade (YAML)")
+    parser.add_argument("--snapshot", required=True, metavar="FILE", help="observed state (JSON)")
+    parser.add_argument("--catalog", metavar="FILE", help="release catalog instead of the bundled")
+    parser.add_argument("--progress", metavar="FILE", help="stored rollout progress (JSON)")
+    parser.add_argument(
+        "--now", type=float, metavar="EPOCH", help="time of the pass (default: observedAt or now)"
+    )
+    parser.add_argument("--output", choices=("json", "text"), default="json")
+    parser.set_defaults(func=run)
+
+
+def _read_json(path: str, what: str) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the {what}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: the {what} is not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(
+            f"{path}: the {what} is not JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from None
+
+
+def load_inputs(
+    args: argparse.Namespace,
+) -> tuple[Desired, Snapshot, Progress | None, Catalog]:
+    """Everything `plan` needs, or InputError naming the file and the field."""
+    try:
+        catalog = load_catalog(args.catalog)
+    except CatalogError as err:
+        raise InputError("\n".join(f"{args.catalog}: {p}" for p in err.problems)) from None
+    try:
+        desired = load_desired_file(args.desired)
+    except DeclarationError as err:
+        lines = str(err).splitlines() or ["invalid declaration"]
+        raise InputError("\n".join(f"{args.desired}: {line}" for line in lines)) from None
+    try:
+        snapshot = Snapshot.from_dict(_read_json(args.snapshot, "snapshot"))
+    except ValueError as err:
+        raise InputError(f"{args.snapshot}: {err}") from None
+    progress = None
+    if args.progress:
+        try:
+            progress = Progress.from_dict(_read_json(args.progress, "progress"))
+        except ValueError as err:
+            raise InputError(f"{args.progress}: {err}") from None
+    return desired, snapshot, progress, catalog
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        desired, snapshot, progress, catalog = load_inputs(args)
+    except InputError as err:
+        print(err, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    now = args.now if args.now is not None else (snapshot.observed_at or time.time())
+    decision = plan(desired, snapshot, progress, catalog, now)
+    if args.output == "json":
+        print(json.dumps(to_json(decision, desired, snapshot, catalog), indent=2))
+    else:
+        print(to_text(decision, desired, snapshot, catalog))
+    return EXIT_REFUSED if decision.verdict in (d.REFUSED, d.HALTED) else EXIT_OK
+
+
+def _versions(snapshot: Snapshot, catalog: Catalog) -> dict[str, str]:
+    """hostname -> the release (or image version) its instance runs now."""
+    out: dict[str, str] = {}
+    for ss in snapshot.scale_sets:
+        for inst in ss.instances:
+            out[inst.computer_name] = _release_name(inst.image, catalog)
+    return out
+
+
+def _release_name(image: ImageRef | None, catalog: Catalog) -> str:
+    if image is None:
+        return "unknown"
+    rel = catalog.release_for_image(image)
+    return rel.version if rel else f"{image.sku}/{image.version} (not in the catalog)"
+
+
+def to_json(
+    decision: Decision, desired: Desired, snapshot: Snapshot, catalog: Catalog
+) -> dict[str, Any]:
+    out = decision.to_dict()
+    out["reasons"] = [
+        {"code": r.code, "message": r.message, "severity": r.severity} for r in decision.reasons
+    ]
+    out["target"] = {"channel": desired.channel, "version": desired.version}
+    current = _versions(snapshot, catalog)
+    out["nodes"] = [
+        {"hostname": h, "current": current.get(h, "unknown"), "target": desired.version}
+        for h in decision.order
+    ]
+    if decision.progress is not None:
+        out["progress"] = decision.progress.to_dict()
+    return out
+
+
+def to_text(decision: Decision, desired: Desired, snapshot: Snapshot, catalog: Catalog) -> str:
+    lines = [
+        f"{desired.name}: {desired.channel} {desired.version} — verdict: {decision.verdict}",
+        "",
+        "Why:",
+    ]
+    for r in decision.reasons:
+        mark = "!" if r.severity == d.WARNING else "-"
+        lines.append(f"  {mark} {r.code}: {r.message}")
+    if decision.order:
+        current = _versions(snapshot, catalog)
+        in_flight = decision.progress.nodes if decision.progress is not None else {}
+        lines += ["", "Rollout order (managers, workers, this manager last):"]
+        width = max(len(h) for h in decision.order)
+        for i, host in enumerate(decision.order, 1):
+            now = current.get(host, "unknown")
+            if now == desired.version:
+                state = "already on target"
+            elif host in in_flight:
+                state = f"in progress: {in_flight[host].phase}"
+            else:
+                state = "pending"
+            suffix = " (this manager)" if host == snapshot.self_hostname else ""
+            lines.append(f"  {i:>3}. {host:<{width}}  {now} → {desired.version}  [{state}]{suffix}")
+    lines += ["", "Next steps:"]
+    if decision.actions:
+        for a in decision.actions:
+            lines.append(f"  - {_describe(a)}")
+    else:
+        lines.append(f"  (none now; look again in {decision.requeue_after:g}s)")
+    return "\n".join(lines)
+
+
+def _describe(a: d.Action) -> str:
+    where = f" ({a.scale_set}/{a.instance_id})" if a.instance_id else ""
+    if a.kind == d.SET_MODEL_IMAGE:
+        image = a.params.get("image", {})
+        return f"set_model_image: scale set {a.scale_set} → image version {image.get('version')}"
+    if a.kind == d.SET_AVAILABILITY:
+        return f"set_availability: {a.node} → {a.params.get('availability')}"
+    if a.kind == d.HANDOVER_LEASE:
+        return f"handover_lease: {a.node} hands the rollout to a replica on another manager"
+    node_id = f" node {a.node_id[:12]}" if a.node_id else ""
+    return f"{a.kind}: {a.node}{where}{node_id}"
