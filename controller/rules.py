@@ -52,6 +52,8 @@ class ClusterView:
         self.entries: dict[str, list[Node]] = {}
         for n in snapshot.nodes:
             self.entries.setdefault(n.hostname, []).append(n)
+        self._live: dict[str, Node | None] = {}
+        self._releases: dict[ImageRef, Release | None] = {}
         self.sets: dict[str, ScaleSet] = {}
         self.members: dict[str, Member] = {}
         for name in (desired.manager_scale_set, desired.worker_scale_set):
@@ -64,10 +66,15 @@ class ClusterView:
 
     def live(self, hostname: str, exclude_id: str = "") -> Node | None:
         """The newest entry of `hostname` that is not Down (and not `exclude_id`)."""
+        if not exclude_id and hostname in self._live:
+            return self._live[hostname]
         found = [
             n for n in self.entries.get(hostname, ()) if n.state != "down" and n.id != exclude_id
         ]
-        return max(found, key=lambda n: (n.created_at, n.id)) if found else None
+        best = max(found, key=lambda n: (n.created_at, n.id)) if found else None
+        if not exclude_id:
+            self._live[hostname] = best
+        return best
 
     def instance(self, scale_set: str, instance_id: str) -> Instance | None:
         ss = self.sets.get(scale_set)
@@ -79,7 +86,11 @@ class ClusterView:
         return None
 
     def release_of(self, image: ImageRef | None) -> Release | None:
-        return self.catalog.release_for_image(image) if image is not None else None
+        if image is None:
+            return None
+        if image not in self._releases:
+            self._releases[image] = self.catalog.release_for_image(image)
+        return self._releases[image]
 
 
 def check_spec(desired: Desired, snapshot: Snapshot, catalog: Catalog) -> list[Reason]:
@@ -143,6 +154,7 @@ def check_cluster(view: ClusterView, target: Release, in_flight: Collection[str]
     cross: list[str] = []
     skips: dict[str, list[str]] = {}
     downs: dict[str, list[str]] = {}
+    kinds: dict[str, str] = {}  # release version -> "ok" | "down" | "skip"
     for host, m in sorted(view.members.items()):
         if host in in_flight or m.instance.image == target.image:
             continue
@@ -153,10 +165,13 @@ def check_cluster(view: ClusterView, target: Release, in_flight: Collection[str]
             unknown.append(f"{host} ({shown})")
         elif rel.channel != desired.channel:
             cross.append(f"{host} ({rel.channel} {rel.version})")
-        elif version_key(rel.version) > version_key(target.version):
-            downs.setdefault(rel.version, []).append(host)
-        elif rel.version not in _upgrade_from(view.catalog, target):
-            skips.setdefault(rel.version, []).append(host)
+        else:
+            if rel.version not in kinds:
+                kinds[rel.version] = _kind_of_step(view.catalog, rel, target)
+            if kinds[rel.version] == "down":
+                downs.setdefault(rel.version, []).append(host)
+            elif kinds[rel.version] == "skip":
+                skips.setdefault(rel.version, []).append(host)
     if unknown:
         out.append(
             Reason(
@@ -210,6 +225,12 @@ def check_cluster(view: ClusterView, target: Release, in_flight: Collection[str]
         )
     out.extend(check_unmatched(view, in_flight))
     return out
+
+
+def _kind_of_step(catalog: Catalog, rel: Release, target: Release) -> str:
+    if version_key(rel.version) > version_key(target.version):
+        return "down"
+    return "ok" if rel.version in _upgrade_from(catalog, target) else "skip"
 
 
 def _upgrade_from(catalog: Catalog, target: Release) -> tuple[str, ...]:

@@ -207,7 +207,7 @@ class Cluster:
     # ---- actions ----
 
     def apply(self, a: Action) -> None:
-        if a.node and a.node == self.self_hostname and a.kind != d.HANDOVER_LEASE:
+        if a.node == self.self_hostname and a.kind in (d.DRAIN, d.DEMOTE, d.REIMAGE):
             raise Violation(f"{a.kind} on the controller's own node {a.node}")
         getattr(self, "_do_" + a.kind)(a)
         self.check()
