@@ -92,7 +92,11 @@ def build(s: Scenario) -> Cluster:
     return c
 
 
-@settings(max_examples=int(os.environ.get("PLANNER_EXAMPLES", "80")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("PLANNER_EXAMPLES", "80")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(scenarios())
 def test_random_clusters_are_upgraded_safely(s: Scenario) -> None:
     c = build(s)
@@ -111,8 +115,16 @@ def test_random_clusters_are_upgraded_safely(s: Scenario) -> None:
             assert not touched, (dec.reasons, touched)
         touched.extend(a.node for a in dec.actions if a.kind == d.DRAIN)
 
-    run = drive(plan, c, want, CATALOG, rng=random.Random(s.seed), chaos=s.chaos,
-                on_decision=watch, max_passes=20_000)
+    run = drive(
+        plan,
+        c,
+        want,
+        CATALOG,
+        rng=random.Random(s.seed),
+        chaos=s.chaos,
+        on_decision=watch,
+        max_passes=20_000,
+    )
     final = run.final
     assert final.verdict in (d.DONE, d.REFUSED, d.HALTED) and final.reasons
     if final.verdict == d.DONE:
