@@ -75,11 +75,15 @@ class ComputeProvider:
         self.scale_sets[ss.name.lower()] = ss
         return ss
 
-    def scale_set(self, arm: ArmRequest, param: str = "vmScaleSetName") -> ScaleSet:
-        """The scale set a request names, or ARM's 404."""
+    def check_group(self, arm: ArmRequest) -> None:
+        """ARM's 404 unless the request names this provider's resource group."""
         if arm.param("resourceGroupName").lower() != self.ctx.resource_group.lower():
             raise ArmError(404, "ResourceGroupNotFound",
                            f"Resource group '{arm.param('resourceGroupName')}' could not be found.")
+
+    def scale_set(self, arm: ArmRequest, param: str = "vmScaleSetName") -> ScaleSet:
+        """The scale set a request names, or ARM's 404."""
+        self.check_group(arm)
         name = arm.param(param)
         ss = self.scale_sets.get(name.lower())
         if ss is None:
@@ -159,9 +163,7 @@ class ComputeProvider:
 
     async def list(self, arm: ArmRequest) -> web.StreamResponse:
         """All scale sets of the resource group (one page)."""
-        if arm.param("resourceGroupName").lower() != self.ctx.resource_group.lower():
-            raise ArmError(404, "ResourceGroupNotFound",
-                           f"Resource group '{arm.param('resourceGroupName')}' could not be found.")
+        self.check_group(arm)
         return json_response({"value": [render_scale_set(ss, self.ctx)
                                         for ss in self.scale_sets.values()]})
 
@@ -177,13 +179,11 @@ class ComputeProvider:
 
     async def put(self, arm: ArmRequest) -> web.StreamResponse:
         """Create (201 + LRO booting `sku.capacity` instances) or update the model (200)."""
+        self.check_group(arm)
         name = arm.param("vmScaleSetName")
         existing = self.scale_sets.get(name.lower())
         if existing is not None:
-            self.scale_set(arm)  # resource group check
             return self._update(arm, existing, arm.body, status=200)
-        if arm.param("resourceGroupName").lower() != self.ctx.resource_group.lower():
-            self.scale_set(arm)
         body = arm.body if isinstance(arm.body, dict) else {}
         reference = _dig(body, "properties", "virtualMachineProfile", "storageProfile",
                          "imageReference")

@@ -1,8 +1,9 @@
 """An in-memory `InstanceDriver` for ARM endpoint tests: records calls, no real nodes.
 
 Each instance has a power state and the image it runs; `boot_delay` makes boot-like calls take
-time, `boot_errors` makes the next boot of an instance raise `BootError`, `hang` makes boots of
-an instance never return (to exercise the server's boot timeout).
+time (`max_booting` records how many overlapped), `boot_errors` makes the next boot of an
+instance raise `BootError`, `hang` makes boots of an instance never return (to exercise the
+server's boot timeout).
 """
 
 from __future__ import annotations
@@ -23,13 +24,20 @@ class FakeDriver:
     images: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     boot_errors: dict[tuple[str, str], str] = field(default_factory=dict)
     hang: set[tuple[str, str]] = field(default_factory=set)
+    booting: int = 0
+    max_booting: int = 0
 
     async def _booting(self, key: tuple[str, str]) -> None:
         self.power[key] = "starting"
-        if key in self.hang:
-            await asyncio.Event().wait()
-        if self.boot_delay:
-            await asyncio.sleep(self.boot_delay)
+        self.booting += 1
+        self.max_booting = max(self.max_booting, self.booting)
+        try:
+            if key in self.hang:
+                await asyncio.Event().wait()
+            if self.boot_delay:
+                await asyncio.sleep(self.boot_delay)
+        finally:
+            self.booting -= 1
         code = self.boot_errors.pop(key, None)
         if code is not None:
             self.power[key] = "stopped"

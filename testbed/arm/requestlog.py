@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,10 @@ class RequestLogEntry:
 
 class RequestLog(list[RequestLogEntry]):
     """All entries in arrival order, with per-operation counts."""
+
+    def dump(self, path: str | Path) -> None:
+        """Write the entries as JSON lines (for benchmark reports)."""
+        Path(path).write_text("".join(json.dumps(e.to_dict()) + "\n" for e in self))
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Per operation ``{"reads", "writes", "throttled", "errors"}`` plus a ``"*"`` total.
