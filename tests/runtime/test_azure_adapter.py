@@ -1,0 +1,179 @@
+"""The Azure adapter against the testbed's HTTPS ARM endpoint, with the real SDK clients and
+DefaultAzureCredential picking up environment credentials."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.adapters.azure import AzurePermanent, AzureTemporary, ScaleSetClient
+from testbed.arm import ArmServer
+from testbed.arm.fake_driver import FakeDriver
+
+SUB = "00000000-0000-0000-0000-0000000000aa"
+RG, TENANT, CLIENT, SECRET = "swarm-rg", "tenant-1", "app-1", "very-s3cret-value"
+MANAGERS, WORKERS = "swarm-manager-vmss", "swarm-worker-vmss"
+OLD = {"publisher": "docker", "offer": "docker4azure", "sku": "stable", "version": "17.06.0"}
+NEW = {**OLD, "version": "17.06.1"}
+ROLES = {MANAGERS: "manager", WORKERS: "worker"}
+
+
+@pytest.fixture
+def driver() -> FakeDriver:
+    return FakeDriver()
+
+
+@pytest.fixture
+def make_server(tmp_path: Path, driver: FakeDriver) -> Callable[..., ArmServer]:
+    def make(**kwargs: Any) -> ArmServer:
+        server = ArmServer(driver, subscription_id=SUB, resource_group=RG, tenant_id=TENANT,
+                           client_id=CLIENT, client_secret=SECRET, cert_dir=tmp_path / "certs",
+                           page_size=2, **kwargs)
+        server.add_scale_set(MANAGERS, "manager", {"channel": "stable"}, OLD, 3, "swarm-manager")
+        server.add_scale_set(WORKERS, "worker", {"channel": "stable"}, OLD, 2, "swarm-worker")
+        return server
+
+    return make
+
+
+async def _client(server: ArmServer, monkeypatch: pytest.MonkeyPatch,
+                  **kwargs: Any) -> ScaleSetClient:
+    for key, value in server.environment().items():
+        monkeypatch.setenv(key, value)
+    options: dict[str, Any] = {"polling_interval": 0.05, "retry_total": 2}
+    options.update(kwargs)
+    return ScaleSetClient(SUB, RG, base_url=server.url, connection_verify=str(server.ca_path),
+                          **options)
+
+
+@pytest.fixture
+async def server(make_server: Callable[..., ArmServer]) -> AsyncIterator[ArmServer]:
+    srv = make_server()
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+@pytest.fixture
+async def azure(server: ArmServer, monkeypatch: pytest.MonkeyPatch
+                ) -> AsyncIterator[ScaleSetClient]:
+    client = await _client(server, monkeypatch)
+    yield client
+    await client.close()
+
+
+async def test_observe_gives_snapshot_shaped_scale_sets(azure: ScaleSetClient) -> None:
+    managers, workers = await azure.observe(ROLES)
+    assert managers["name"] == MANAGERS and managers["role"] == "manager"
+    assert managers["tags"] == {"channel": "stable"} and managers["model"] == OLD
+    assert [i["instanceId"] for i in managers["instances"]] == ["0", "1", "2"]  # 2 pages
+    first = managers["instances"][0]
+    assert first == {"instanceId": "0", "computerName": "swarm-manager000000", "image": OLD,
+                     "latestModelApplied": True, "provisioningState": "Succeeded",
+                     "powerState": "running"}
+    assert [i["computerName"] for i in workers["instances"]] == \
+        ["swarm-worker000000", "swarm-worker000001"]
+
+
+async def test_model_image_then_reimage_one_instance(
+    azure: ScaleSetClient, server: ArmServer, driver: FakeDriver
+) -> None:
+    assert await azure.set_model_image(WORKERS, NEW) is True
+    assert await azure.set_model_image(WORKERS, NEW) is False  # already the model: no PATCH
+    patches = [e for e in server.request_log if e.operation == "VirtualMachineScaleSets_Update"]
+    assert len(patches) == 1
+    workers = await azure.scale_set(WORKERS, "worker")
+    assert workers["model"] == NEW
+    assert [i["latestModelApplied"] for i in workers["instances"]] == [False, False]
+    reimage = await azure.start_reimage(WORKERS, ["1"])
+    await reimage.wait()
+    workers = await azure.scale_set(WORKERS, "worker")
+    assert workers["instances"][1]["image"] == NEW
+    assert workers["instances"][1]["latestModelApplied"] is True
+    assert workers["instances"][0]["image"] == OLD
+    assert [c for c in driver.calls if c[0] == "reimage"] == [("reimage", WORKERS, "1", "17.06.1")]
+
+
+async def test_a_failed_long_running_operation_is_permanent_with_its_code(
+    azure: ScaleSetClient, server: ArmServer
+) -> None:
+    server.faults.fail_lro("VirtualMachineScaleSets_UpdateInstances", code="OSProvisioningTimedOut")
+    await azure.set_model_image(MANAGERS, NEW)
+    reimage = await azure.start_reimage(MANAGERS, ["0"])
+    with pytest.raises(AzurePermanent) as caught:
+        await reimage.wait()
+    assert caught.value.code == "OSProvisioningTimedOut"
+
+
+async def test_missing_permission_is_permanent(
+    make_server: Callable[..., ArmServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with make_server(role_actions=["Microsoft.Compute/virtualMachineScaleSets/read",
+                                         "Microsoft.Compute/virtualMachineScaleSets/*/read"]
+                           ) as server:
+        azure = await _client(server, monkeypatch)
+        try:
+            assert (await azure.scale_set(MANAGERS, "manager"))["name"] == MANAGERS
+            with pytest.raises(AzurePermanent) as caught:
+                await azure.set_model_image(MANAGERS, NEW)
+            assert caught.value.code == "AuthorizationFailed" and caught.value.status == 403
+        finally:
+            await azure.close()
+
+
+async def test_unknown_scale_set_is_permanent(azure: ScaleSetClient) -> None:
+    with pytest.raises(AzurePermanent) as caught:
+        await azure.scale_set("nope-vmss", "worker")
+    assert caught.value.status == 404
+
+
+async def test_throttling_is_retried_after_retry_after(
+    azure: ScaleSetClient, server: ArmServer
+) -> None:
+    server.faults.throttle_storm(requests=1, retry_after=1)
+    started = time.monotonic()
+    assert (await azure.scale_set(MANAGERS, "manager"))["name"] == MANAGERS
+    assert time.monotonic() - started >= 0.9  # waited as told
+    statuses = [e.status for e in server.request_log if e.operation.startswith("VirtualMachine")]
+    assert statuses[:2] == [429, 200]
+
+
+async def test_persistent_server_errors_are_temporary(
+    azure: ScaleSetClient, server: ArmServer
+) -> None:
+    server.faults.error("VirtualMachineScaleSets_Get", count=10, status=503,
+                        code="ServiceUnavailable")
+    with pytest.raises(AzureTemporary) as caught:
+        await azure.scale_set(MANAGERS, "manager")
+    assert caught.value.code == "ServiceUnavailable"
+
+
+async def test_errors_never_carry_the_secret_or_a_token(
+    make_server: Callable[..., ArmServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with make_server() as server:
+        monkeypatch.setenv("AZURE_CLIENT_SECRET", "wrong-" + SECRET)
+        for key, value in server.environment().items():
+            if key != "AZURE_CLIENT_SECRET":
+                monkeypatch.setenv(key, value)
+        azure = ScaleSetClient(SUB, RG, base_url=server.url,
+                               connection_verify=str(server.ca_path), retry_total=0)
+        try:
+            with pytest.raises(AzurePermanent) as caught:
+                await azure.scale_set(MANAGERS, "manager")
+        finally:
+            await azure.close()
+        assert SECRET not in str(caught.value)
+        assert "Bearer" not in str(caught.value)
+
+
+def test_portal_urls_follow_the_seed_format() -> None:
+    client = ScaleSetClient.__new__(ScaleSetClient)
+    client.subscription_id, client.resource_group = "sub-1", "rg-1"
+    assert client.portal_url(MANAGERS) == (
+        "https://portal.azure.com/#resource/subscriptions/sub-1/resourceGroups/rg-1/providers/"
+        "Microsoft.Compute/virtualMachineScaleSets/swarm-manager-vmss/instances")
