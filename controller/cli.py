@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 # Each module in controller/commands registers one or more subcommands. A subcommand's handler
 # is stored as `func` on the parsed namespace and returns the process exit code.
-COMMAND_MODULES: tuple[str, ...] = ("validate", "plan")
+COMMAND_MODULES: tuple[str, ...] = ("validate", "plan", "run", "snapshot")
 
 
 def build_parser() -> argparse.ArgumentParser:

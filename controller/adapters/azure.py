@@ -95,12 +95,26 @@ def image_dict(reference: Any) -> JSON | None:
     return {k: str(v) for k, v in out.items()}
 
 
+POWER_STATES = ("running", "stopped", "deallocated", "starting", "stopping")
+PROVISIONING_STATES = ("Succeeded", "Updating", "Creating", "Deleting", "Failed")
+
+
 def _power_state(instance_view: Any) -> str:
     for status in getattr(instance_view, "statuses", None) or []:
         code = str(getattr(status, "code", "") or "")
         if code.startswith("PowerState/"):
-            return code.split("/", 1)[1]
+            state = code.split("/", 1)[1]
+            return state if state in POWER_STATES else "unknown"
     return "unknown"
+
+
+def _provisioning_state(value: object) -> str:
+    """ARM's provisioningState, folded onto the snapshot's five values (Canceled → Failed)."""
+    text = str(value or "Succeeded")
+    for known in PROVISIONING_STATES:
+        if text.lower() == known.lower():
+            return known
+    return "Failed" if text.lower() == "canceled" else "Updating"
 
 
 def instance_fields(vm: Any) -> JSON:
@@ -115,7 +129,7 @@ def instance_fields(vm: Any) -> JSON:
         "instanceId": str(vm.instance_id),
         "computerName": str(computer or ""),
         "latestModelApplied": bool(getattr(props, "latest_model_applied", True)),
-        "provisioningState": str(getattr(props, "provisioning_state", None) or "Succeeded"),
+        "provisioningState": _provisioning_state(getattr(props, "provisioning_state", None)),
         "powerState": _power_state(view),
     }
     image = image_dict(getattr(storage, "image_reference", None))

@@ -1,0 +1,61 @@
+"""`swarm-upgrade snapshot`: print the live snapshot (the JSON `plan --snapshot` reads)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from controller.commands.run import FLAGS, Flag, add_flags, resolve
+
+SNAPSHOT_FLAGS: tuple[Flag, ...] = (
+    *(f for f in FLAGS if f.name in (
+        "docker-host", "subscription-id", "resource-group", "arm-endpoint", "arm-retries",
+        "arm-timeout", "swarm-timeout", "polling-interval")),
+    Flag("managers", "scale set of the managers", "swarm-manager-vmss"),
+    Flag("workers", "scale set of the workers", "swarm-worker-vmss"),
+)
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "snapshot", help="print what the controller observes now, as snapshot JSON",
+        description="Observe the swarm (through --docker-host) and its scale sets (through "
+        "ARM) once and print the snapshot JSON that `plan --snapshot` reads.")
+    add_flags(parser, SNAPSHOT_FLAGS)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        opts = resolve(args, SNAPSHOT_FLAGS)
+        for key in ("subscription_id", "resource_group"):
+            if not opts[key]:
+                raise ValueError(f"--{key.replace('_', '-')}: required (or AZURE_"
+                                 f"{key.upper()})")
+    except ValueError as err:
+        print(f"swarm-upgrade snapshot: {err}", file=sys.stderr)
+        return 2
+    from controller.adapters.azure import AzureFailure
+    from controller.adapters.swarm import SwarmClient, SwarmError
+    from controller.runtime.app import make_azure
+    from controller.runtime.observe import observe_dict
+
+    async def observe() -> dict[str, Any]:
+        async with SwarmClient(opts["docker_host"], timeout=opts["swarm_timeout"]) as swarm:
+            azure = make_azure(opts)
+            try:
+                return await observe_dict(swarm, azure, opts["managers"], opts["workers"])
+            finally:
+                await azure.close()
+
+    try:
+        snapshot = asyncio.run(observe())
+    except (SwarmError, AzureFailure) as err:
+        print(f"swarm-upgrade snapshot: {err}", file=sys.stderr)
+        return 1
+    json.dump(snapshot, sys.stdout, indent=2, sort_keys=True)
+    print()
+    return 0

@@ -1,0 +1,139 @@
+"""Runs the planner's actions against the swarm and the scale sets (idempotent, no decisions).
+
+A reimage is started (ARM accepted the manual upgrade) and then tracked in a background task, so
+the loop never blocks on an operation that takes minutes; a failed operation is reported as a
+Warning event and shows up in the next snapshot as provisioningState Failed, which the planner
+reads. `handover_lease` is the loop's business and is not handled here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from controller import decision as d
+from controller.adapters.azure import AzureFailure, Reimage, ScaleSetClient
+from controller.adapters.swarm import NotFound, SwarmClient, SwarmError
+from controller.decision import Action
+from controller.runtime import events as ev
+from controller.runtime.events import EventSink
+from controller.runtime.health import Metrics
+
+
+class Executor:
+    """Executes one action at a time; keeps the reimages in flight."""
+
+    def __init__(self, swarm: SwarmClient, azure: ScaleSetClient, sink: EventSink,
+                 metrics: Metrics, trigger: Callable[[], None]) -> None:
+        self.swarm = swarm
+        self.azure = azure
+        self.sink = sink
+        self.metrics = metrics
+        self.trigger = trigger
+        self.reimages: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.rollout = ""
+        self.version = ""
+
+    def _emit(self, type_: str, reason: str, obj: str, message: str) -> None:
+        self.sink.emit(type_, reason, obj, message, self.rollout, self.version)
+
+    async def run(self, action: Action) -> None:
+        """Execute `action`; raises SwarmError / AzureFailure when it could not be done."""
+        started = time.monotonic()
+        handler = {
+            d.REMOVE_DOWN_NODE: self._remove_down_node,
+            d.DRAIN: self._drain,
+            d.DEMOTE: self._demote,
+            d.SET_MODEL_IMAGE: self._set_model_image,
+            d.REIMAGE: self._reimage,
+            d.REMOVE_NODE: self._remove_node,
+            d.SET_AVAILABILITY: self._set_availability,
+        }.get(action.kind)
+        if handler is None:
+            raise ValueError(f"action {action.kind!r} is not the executor's")
+        await handler(action)
+        self.metrics.step_seconds.labels(action.kind).observe(time.monotonic() - started)
+
+    async def _drain(self, a: Action) -> None:
+        if await self.swarm.patch_node(a.node_id, Availability="drain"):
+            self._emit(ev.NORMAL, ev.NODE_DRAINING, ev.node_object(a.node),
+                       f"draining {a.node} ({a.node_id[:12]}): its tasks move to other nodes")
+
+    async def _demote(self, a: Action) -> None:
+        if await self.swarm.patch_node(a.node_id, Role="worker"):
+            self._emit(ev.NORMAL, ev.NODE_DEMOTED, ev.node_object(a.node),
+                       f"demoted {a.node} ({a.node_id[:12]}) to worker: raft keeps its "
+                       f"majority while it is reimaged")
+
+    async def _set_availability(self, a: Action) -> None:
+        wanted = str(a.params.get("availability", "active"))
+        if await self.swarm.patch_node(a.node_id, Availability=wanted):
+            self._emit(ev.NORMAL, ev.AVAILABILITY_RESTORED, ev.node_object(a.node),
+                       f"availability of {a.node} ({a.node_id[:12]}) set back to {wanted}")
+
+    async def _remove(self, node_id: str) -> bool:
+        """Demote the entry if it is still a manager, then remove it; False if already gone."""
+        try:
+            node = await self.swarm.node(node_id)
+        except NotFound:
+            return False
+        if (node.get("Spec") or {}).get("Role") == "manager":
+            await self.swarm.patch_node(node_id, Role="worker")
+        try:
+            await self.swarm.remove_node(node_id)
+        except NotFound:
+            return False
+        return True
+
+    async def _remove_node(self, a: Action) -> None:
+        if await self._remove(a.node_id):
+            self._emit(ev.NORMAL, ev.OLD_NODE_REMOVED, ev.node_object(a.node),
+                       f"removed the old node entry {a.node_id[:12]} of {a.node}")
+
+    async def _remove_down_node(self, a: Action) -> None:
+        if await self._remove(a.node_id):
+            self._emit(ev.NORMAL, ev.DOWN_NODE_REMOVED, ev.node_object(a.node),
+                       f"removed the Down node entry {a.node_id[:12]} of {a.node}")
+
+    async def _set_model_image(self, a: Action) -> None:
+        image: dict[str, Any] = dict(a.params["image"])
+        if await self.azure.set_model_image(a.scale_set, image):
+            self._emit(ev.NORMAL, ev.MODEL_UPDATED, ev.scaleset_object(a.scale_set),
+                       f"model image of {a.scale_set} set to {image.get('version')}")
+
+    async def _reimage(self, a: Action) -> None:
+        key = (a.scale_set, a.instance_id)
+        running = self.reimages.get(key)
+        if running is not None and not running.done():
+            return  # this process already tracks it; the planner should not ask twice
+        reimage = await self.azure.start_reimage(a.scale_set, [a.instance_id])
+        self._emit(ev.NORMAL, ev.INSTANCE_REIMAGING, ev.node_object(a.node),
+                   f"reimaging instance {a.scale_set}/{a.instance_id} ({a.node}) onto the "
+                   f"target image (manual upgrade accepted by ARM)")
+        self.reimages[key] = asyncio.create_task(self._track(a, reimage))
+
+    async def _track(self, a: Action, reimage: Reimage) -> None:
+        started = time.monotonic()
+        try:
+            await reimage.wait()
+        except AzureFailure as err:
+            self._emit(ev.WARNING, ev.REIMAGE_FAILED, ev.node_object(a.node),
+                       f"the manual upgrade of {a.scale_set}/{a.instance_id} failed: {err}")
+        except (SwarmError, OSError) as err:  # pragma: no cover - defensive
+            self._emit(ev.WARNING, ev.REIMAGE_FAILED, ev.node_object(a.node), str(err))
+        else:
+            self.metrics.step_seconds.labels("reimage_lro").observe(time.monotonic() - started)
+        finally:
+            self.trigger()
+
+    async def close(self) -> None:
+        """Stop tracking (the operations continue in Azure; the next controller observes them)."""
+        for task in self.reimages.values():
+            task.cancel()
+        for task in self.reimages.values():
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
