@@ -1,0 +1,115 @@
+"""The reconcile loop against a real 3-manager swarm and the HTTPS ARM endpoint (FakeDriver:
+instances are reimaged in ARM only, so a node never rejoins — the loop must wait, never ask twice,
+and a replica that takes over after a crash must resume from the progress in the swarm)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from controller.adapters.azure import ScaleSetClient
+from controller.adapters.swarm import SwarmClient
+from controller.catalog import load_catalog
+from controller.runtime.events import EventSink
+from controller.runtime.health import Metrics
+from controller.runtime.loop import Controller, LoopConfig
+from controller.runtime.sources import FileSource
+from controller.runtime.store import StateStore
+from testbed.arm import ArmServer
+from testbed.arm.fake_driver import FakeDriver
+from tests.runtime.localswarm import LocalSwarm
+
+SUB, RG = "00000000-0000-0000-0000-0000000000bb", "rg"
+OLD = {"publisher": "docker", "offer": "docker4azure", "sku": "stable", "version": "17.06.0"}
+DESIRED = ("apiVersion: swarm-upgrade.io/v1alpha1\nkind: SwarmUpgrade\nmetadata:\n  name: t\n"
+           "spec:\n  channel: stable\n  version: 17.06.1-ce-azure1\n")
+
+
+@pytest.fixture
+async def arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ArmServer]:
+    server = ArmServer(FakeDriver(), subscription_id=SUB, resource_group=RG, tenant_id="t",
+                       client_id="c", client_secret="s3cret-s3cret", cert_dir=tmp_path / "certs")
+    server.add_scale_set("swarm-manager-vmss", "manager", {"channel": "stable"}, OLD, 3,
+                         "rt-manager")
+    server.add_scale_set("swarm-worker-vmss", "worker", {"channel": "stable"}, OLD, 0,
+                         "rt-worker")
+    await server.start()
+    for key, value in server.environment().items():
+        monkeypatch.setenv(key, value)
+    yield server
+    await server.stop()
+
+
+def make(swarm: LocalSwarm, arm: ArmServer, index: int, desired: Path, out: io.StringIO,
+         replica: str) -> Controller:
+    client = SwarmClient(swarm.daemons[index].docker_host, timeout=5)
+    azure = ScaleSetClient(SUB, RG, base_url=arm.url, connection_verify=str(arm.ca_path),
+                           polling_interval=0.05)
+    sink = EventSink(out)
+    source = FileSource(str(desired), load_catalog(), sink, lambda: None)
+    source.poll()
+    return Controller(LoopConfig(replica=replica, lease_duration=2.0), client, azure, source,
+                      load_catalog(), sink, Metrics())
+
+
+async def close(c: Controller) -> None:
+    await c.executor.close()
+    await c.swarm.close()
+    await c.azure.close()
+
+
+def reasons(out: io.StringIO) -> list[str]:
+    return [json.loads(line)["reason"] for line in out.getvalue().splitlines()]
+
+
+async def test_one_node_goes_through_its_steps_and_is_reimaged_once(
+    swarm3: LocalSwarm, arm: ArmServer, tmp_path: Path
+) -> None:
+    desired = tmp_path / "desired.yaml"
+    desired.write_text(DESIRED)
+    out_a, out_b = io.StringIO(), io.StringIO()
+    a = make(swarm3, arm, 0, desired, out_a, "replica-a")
+    b = make(swarm3, arm, 2, desired, out_b, "replica-b")
+    try:
+        for _ in range(8):
+            await a.reconcile()
+            await b.reconcile()  # never acts: a holds the lease
+        log_a = reasons(out_a)
+        assert log_a[:3] == ["DeclarationLoaded", "LeaseAcquired", "RolloutStarted"]
+        for step in ("NodeDraining", "NodeDrained", "NodeDemoted", "ScaleSetModelUpdated",
+                     "InstanceReimaging"):
+            assert log_a.count(step) == 1, (step, log_a)
+        assert "LeaseAcquired" not in reasons(out_b)
+        started = json.loads(out_a.getvalue().splitlines()[2])["message"]
+        assert "virtualMachineScaleSets/swarm-manager-vmss/instances" in started
+        assert "virtualMachineScaleSets/swarm-worker-vmss/instances" in started
+        reimages = [e for e in arm.request_log
+                    if e.operation == "VirtualMachineScaleSets_UpdateInstances"]
+        assert len(reimages) == 1
+        state = await StateStore(a.swarm).read()
+        assert state.progress is not None
+        (host,) = state.progress["nodes"]
+        assert host != swarm3.daemons[0].hostname  # the replica's own node goes last
+        assert state.progress["nodes"][host]["phase"] == "reimage"
+        # a crashes (no release): b takes over once the lease expires and resumes — it waits
+        # for the rejoin and does not ask for a second reimage.
+        await close(a)
+        await asyncio.sleep(2.2)
+        for _ in range(4):
+            await b.reconcile()
+        assert "LeaseAcquired" in reasons(out_b), out_b.getvalue()
+        assert "RolloutStarted" not in reasons(out_b)
+        assert "InstanceReimaging" not in reasons(out_b)
+        assert len([e for e in arm.request_log
+                    if e.operation == "VirtualMachineScaleSets_UpdateInstances"]) == 1
+        nodes = await b.swarm.nodes()
+        drained = [n for n in nodes if n["Description"]["Hostname"] == host]
+        assert drained[0]["Spec"] == {**drained[0]["Spec"], "Role": "worker",
+                                      "Availability": "drain"}
+    finally:
+        await close(b)
