@@ -220,7 +220,8 @@ def check_cluster(view: ClusterView, target: Release, in_flight: Collection[str]
             Reason(
                 d.TOO_FEW_MANAGERS,
                 f"the swarm has {len(managers)} manager(s); at least {MIN_MANAGERS} are "
-                f"needed to keep raft quorum while one is reimaged",
+                f"needed: reimaging a 1- or 2-manager swarm loses raft quorum, and reimaging a "
+                f"single manager destroys the raft state",
             )
         )
     out.extend(check_unmatched(view, in_flight))

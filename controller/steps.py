@@ -111,6 +111,19 @@ def _before_reimage(
         return _wait(rec, f"draining {host}: {old.running_tasks} task(s) still running")
     if old.role == "manager":
         rec = _enter(rec, pg.DEMOTE, now)
+        members = [n for n in view.snapshot.nodes if n.role == "manager"]
+        healthy_others = [n for n in members if n.id != old.id and n.healthy_manager]
+        if 2 * len(healthy_others) <= len(members) - 1:
+            # Taking it out of the raft must leave a majority of the remaining members healthy.
+            return Step(
+                rec,
+                reason=Reason(
+                    d.MANAGER_UNREACHABLE,
+                    f"not demoting {host}: {len(healthy_others)} of the other "
+                    f"{len(members) - 1} managers are Ready and Reachable, no majority",
+                    d.WARNING,
+                ),
+            )
         if _timed_out(rec, now, strategy.drain_timeout):
             return _halt(
                 rec, d.NODE_TIMEOUT, f"{host} was not demoted within {strategy.drain_timeout:g}s"

@@ -284,3 +284,18 @@ def test_whole_rollout_with_a_flaky_runtime_converges() -> None:
     assert run.final.verdict == d.DONE
     assert_converged(c)
     assert OLD != NEW
+
+
+def test_demote_only_if_the_remaining_managers_keep_a_majority() -> None:
+    c = cluster(managers=3, workers=0)
+    p = Pass(c)
+    p.step()
+    p.c.advance(10)
+    # The swarm sees the controller's own manager as unreachable: demoting a second one would
+    # leave 1 healthy of 2 raft members.
+    node(c, "swarm-manager000000").reachable = False
+    dec = p.step()
+    assert dec.verdict == d.WAIT and not dec.actions
+    assert dec.reasons[0].code == d.MANAGER_UNREACHABLE
+    node(c, "swarm-manager000000").reachable = True
+    assert kinds(p.step()) == [(d.DEMOTE, "swarm-manager000001")]
