@@ -71,7 +71,7 @@ def plan(
     found = rules.check_cluster(view, wanted, in_flight)
     warnings = [r for r in found if r.severity == d.WARNING]
     refusals = [r for r in found if r.severity != d.WARNING]
-    downs = rules.foreign_down_nodes(view, {r.old_node_id for r in prog.nodes.values()})
+    downs = rules.foreign_down_nodes(view, in_flight)
     if downs and not desired.remove_down_nodes:
         refusals.append(rules.down_nodes_reason(downs, removing=False))
     if refusals:

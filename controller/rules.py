@@ -279,10 +279,11 @@ def check_unmatched(view: ClusterView, in_flight: Collection[str]) -> list[Reaso
     return out
 
 
-def foreign_down_nodes(view: ClusterView, ours: Collection[str]) -> list[Node]:
-    """Down node entries the rollout did not cause (`ours`: old node ids of nodes in flight)."""
+def foreign_down_nodes(view: ClusterView, in_flight: Collection[str]) -> list[Node]:
+    """Down node entries of hosts not in flight (the step machine owns those: their old entry
+    goes Down on purpose, a new entry going Down halts the rollout with NodeLost)."""
     return sorted(
-        (n for n in view.snapshot.nodes if n.state == "down" and n.id not in ours),
+        (n for n in view.snapshot.nodes if n.state == "down" and n.hostname not in in_flight),
         key=lambda n: (n.hostname, n.id),
     )
 

@@ -299,3 +299,16 @@ def test_demote_only_if_the_remaining_managers_keep_a_majority() -> None:
     assert dec.reasons[0].code == d.MANAGER_UNREACHABLE
     node(c, "swarm-manager000000").reachable = True
     assert kinds(p.step()) == [(d.DEMOTE, "swarm-manager000001")]
+
+
+def test_new_entry_going_down_mid_upgrade_halts_instead_of_refusing() -> None:
+    p = Pass(cluster(managers=3, workers=0))
+    p.c.advance(10)
+    p.until(d.REIMAGE)
+    p.c.advance(30)
+    p.until(d.REMOVE_NODE)
+    new = p.c.live("swarm-manager000001")
+    new.state = "down"  # the freshly reimaged node dies before the rollout finished with it
+    p.c.advance(2)
+    dec = p.step(apply=False)
+    assert dec.verdict == d.HALTED and dec.reasons[0].code == d.NODE_LOST
