@@ -93,7 +93,7 @@ def build(s: Scenario) -> Cluster:
 
 
 @settings(
-    max_examples=int(os.environ.get("PLANNER_EXAMPLES", "80")),
+    max_examples=int(os.environ.get("PLANNER_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
