@@ -169,6 +169,12 @@ def to_text(decision: Decision, desired: Desired, snapshot: Snapshot, catalog: C
     if decision.actions:
         for a in decision.actions:
             lines.append(f"  - {_describe(a)}")
+    elif decision.verdict == d.REFUSED:
+        lines.append("  (nothing is touched: fix the reasons above, then plan again)")
+    elif decision.verdict == d.HALTED:
+        lines.append("  (nothing is touched until the declaration changes or the rollout resumes)")
+    elif decision.verdict == d.DONE:
+        lines.append("  (nothing: the swarm runs the target)")
     else:
         lines.append(f"  (none now; look again in {decision.requeue_after:g}s)")
     return "\n".join(lines)

@@ -186,3 +186,22 @@ def test_console_script_runs_the_demo_command() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "verdict: proceed" in proc.stdout
+
+
+def test_refused_text_says_nothing_is_touched(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = snapshot_data()
+    data["scaleSets"][1]["tags"]["channel"] = "edge"
+    code, out, _ = plan(
+        capsys,
+        "--desired",
+        str(DESIRED),
+        "--snapshot",
+        write(tmp_path, "s.json", data),
+        "--output",
+        "text",
+    )
+    assert code == 3
+    assert "verdict: refused" in out and "CrossChannel: scale set swarm-worker-vmss" in out
+    assert "nothing is touched: fix the reasons above" in out
