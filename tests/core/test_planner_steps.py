@@ -312,3 +312,28 @@ def test_new_entry_going_down_mid_upgrade_halts_instead_of_refusing() -> None:
     p.c.advance(2)
     dec = p.step(apply=False)
     assert dec.verdict == d.HALTED and dec.reasons[0].code == d.NODE_LOST
+
+
+def test_every_progress_the_planner_writes_matches_the_schema() -> None:
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    schema = json.loads(
+        (Path(__file__).resolve().parents[2] / "crd" / "progress.schema.json").read_text()
+    )
+    validator = jsonschema.Draft202012Validator(schema)
+    c = cluster(managers=3, workers=2)
+    c.set_availability("swarm-worker000000", "drain")
+    inst(c, "swarm-worker000001").fate = "fail"
+    seen: list[str] = []
+
+    def check(dec: Decision) -> None:
+        assert dec.progress is not None
+        validator.validate(dec.progress.to_dict())
+        seen.append(dec.verdict)
+
+    run = drive(plan, c, desired(), CATALOG, on_decision=check)
+    assert run.final.verdict == d.HALTED and d.PROCEED in seen
+    assert run.final.progress is not None and "halted" in run.final.progress.to_dict()
