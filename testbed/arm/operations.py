@@ -8,7 +8,9 @@ A write that takes time answers ``202 Accepted`` with two headers:
 - ``Location``: the same URL with ``monitor=true``: 202 while running, then 200 with an empty
   body (the final GET of a POST LRO), or the ARM error of a failed operation.
 
-The work of an operation is a coroutine run as a task; raising `OperationFailed` ends it Failed
+Another resource provider (e.g. Microsoft.Resources deployments) makes its own registry with
+``provider=`` and adds its `routes()` to the server. The work of an operation is a coroutine run
+as a task; raising `OperationFailed` ends it Failed
 with that Azure error code, any other exception ends it Failed ``InternalOperationError``.
 """
 
@@ -28,7 +30,7 @@ from testbed.arm.routing import SUBSCRIPTION, ArmRequest, ArmRoute, arm_error, j
 
 log = logging.getLogger(__name__)
 
-OPERATION_PATH = (SUBSCRIPTION + "/providers/Microsoft.Compute/locations/{location}"
+OPERATION_PATH = (SUBSCRIPTION + "/providers/{provider}/locations/{location}"
                   "/operations/{operationId}")
 
 
@@ -71,8 +73,9 @@ class Operation:
 class Operations:
     """The registry of LROs of one server: starts them, answers their status URLs."""
 
-    def __init__(self, subscription_id: str, location: str, retry_after: int | None = None
-                 ) -> None:
+    def __init__(self, subscription_id: str, location: str, retry_after: int | None = None,
+                 provider: str = "Microsoft.Compute") -> None:
+        self.provider = provider
         self.subscription_id = subscription_id
         self.location = location
         self.retry_after = retry_after
@@ -124,13 +127,14 @@ class Operations:
         """Absolute URL of the operation's status resource (keeps the request's api-version)."""
         api_version = request.query.get("api-version", "")
         return (f"{request.scheme}://{request.host}/subscriptions/{self.subscription_id}"
-                f"/providers/Microsoft.Compute/locations/{self.location}/operations/"
+                f"/providers/{self.provider}/locations/{self.location}/operations/"
                 f"{operation.id}?api-version={api_version}")
 
     def routes(self) -> list[ArmRoute]:
         """The status route (both the Azure-AsyncOperation and the Location form)."""
-        return [ArmRoute("GET", OPERATION_PATH, "Operations_Get",
-                         "Microsoft.Compute/locations/operations/read", self.get_status)]
+        path = OPERATION_PATH.replace("{provider}", self.provider)
+        return [ArmRoute("GET", path, "Operations_Get",
+                         f"{self.provider}/locations/operations/read", self.get_status)]
 
     async def get_status(self, arm: ArmRequest) -> web.StreamResponse:
         """Status body, or for ``monitor=true`` the Location semantics (202 / 200 / error)."""

@@ -3,6 +3,9 @@
 A role definition lists ``actions`` (and ``notActions``) with ``*`` wildcards, matched
 case-insensitively, e.g. ``Microsoft.Compute/virtualMachineScaleSets/read`` or
 ``Microsoft.Compute/virtualMachineScaleSets/*``. With no action list every request is allowed.
+As in Azure, polling a long-running operation's status needs
+``Microsoft.Compute/locations/operations/read`` (ARM docs, "Track asynchronous Azure
+operations": status tracking needs permission on the operation resource).
 """
 
 from __future__ import annotations

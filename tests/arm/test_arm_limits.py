@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 from azure.core.exceptions import HttpResponseError
 from azure.identity.aio import ClientSecretCredential
 from azure.mgmt.compute.aio import ComputeManagementClient
 
 from testbed.arm import ArmServer
+from testbed.arm.routing import RESOURCE_GROUP, ArmRequest, ArmRoute, json_response
 
 from .conftest import CLIENT, MANAGERS, RG, SECRET, TENANT
 
@@ -136,3 +140,29 @@ async def test_request_log_counts_reads_and_writes_per_operation(
     server.request_log.dump(dump)
     lines = [json.loads(line) for line in dump.read_text().splitlines()]
     assert len(lines) == len(server.request_log) and lines[-1] == entry
+
+
+async def test_another_provider_adds_routes_that_get_the_same_pipeline(
+    make_server: Callable[..., ArmServer],
+) -> None:
+    """Issue 6's Microsoft.Resources module will plug in like this: auth, RBAC, log, faults."""
+    async def get_deployment(arm: ArmRequest) -> web.StreamResponse:
+        return json_response({"name": arm.param("deploymentName"), "properties": {}})
+
+    server = make_server(role_actions=["Microsoft.Resources/deployments/read"])
+    server.add_routes([ArmRoute(
+        "GET", RESOURCE_GROUP + "/providers/Microsoft.Resources/deployments/{deploymentName}",
+        "Deployments_Get", "Microsoft.Resources/deployments/read", get_deployment)])
+    async with server:
+        token, _ = server.tokens.issue("sp:test")
+        context = ssl.create_default_context(cafile=str(server.ca_path))
+        base = f"{server.url}/subscriptions/{server.subscription_id}/resourcegroups/{RG}/providers"
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
+            async with http.get(f"{base}/Microsoft.Resources/deployments/d1?api-version=2025-04-01",
+                                headers=headers) as ok:
+                assert ok.status == 200 and (await ok.json())["name"] == "d1"
+            async with http.get(f"{base}/Microsoft.Compute/virtualMachineScaleSets/{MANAGERS}"
+                                "?api-version=2026-04-01", headers=headers) as refused:
+                assert refused.status == 403
+    assert server.counts()["Deployments_Get"]["reads"] == 1
