@@ -115,8 +115,9 @@ def _before_reimage(
         healthy_others = [n for n in members if n.id != old.id and n.healthy_manager]
         if 2 * len(healthy_others) <= len(members) - 1:
             # Taking it out of the raft must leave a majority of the remaining members healthy.
+            # Waiting for that is not the node's fault: its demote timer starts afterwards.
             return Step(
-                rec,
+                replace(rec, phase_since=now),
                 reason=Reason(
                     d.MANAGER_UNREACHABLE,
                     f"not demoting {host}: {len(healthy_others)} of the other "
