@@ -183,7 +183,8 @@ def _steps(
             prog = prog.without_node(host).with_history(now, host, pg.FINISHED)
             prog = replace(prog, done=(*prog.done, host), last_done_at=now)
         else:
-            if step.record.phase != prog.nodes[host].phase or step.actions:
+            before = prog.nodes[host]
+            if (step.record.phase, step.record.attempts) != (before.phase, before.attempts):
                 prog = prog.with_history(now, host, step.record.phase)
             prog = prog.with_node(step.record)
         actions.extend(a for a in step.actions if a not in actions)

@@ -337,3 +337,24 @@ def test_every_progress_the_planner_writes_matches_the_schema() -> None:
     run = drive(plan, c, desired(), CATALOG, on_decision=check)
     assert run.final.verdict == d.HALTED and d.PROCEED in seen
     assert run.final.progress is not None and "halted" in run.final.progress.to_dict()
+
+
+def test_waiting_passes_do_not_change_the_progress() -> None:
+    """The runtime writes the progress only when it changes: waiting must not churn the label."""
+    p = Pass(cluster(managers=3, workers=0))
+    p.c.reimage_seconds = 10_000
+    p.c.advance(10)
+    p.until(d.REIMAGE)
+    before = p.progress
+    for _ in range(5):
+        dec = p.step()
+        assert dec.verdict == d.WAIT and dec.progress == before
+
+
+def test_a_resent_drain_is_not_a_new_history_entry() -> None:
+    p = Pass(cluster())
+    p.step(apply=False)
+    assert p.progress is not None
+    entries = len(p.progress.history)
+    assert kinds(p.step(apply=False)) == [(d.DRAIN, "swarm-manager000001")]
+    assert len(p.progress.history) == entries
