@@ -110,10 +110,11 @@ class InstanceActions:
         image: dict[str, str],
     ) -> None:
         """A boot-like driver call (boot/reimage), bounded by the boot timeout."""
-        if self.faults.never_boot(ss.name, instance.instance_id):
+        hang = self.faults.never_boot(ss.name, instance.instance_id, self.boot_timeout)
+        if hang is not None:
             # The disk is gone and the OS never reports back: the node stops, the LRO times out.
             await self.driver.power_off(ss.name, instance.instance_id)
-            await asyncio.sleep(self.boot_timeout)
+            await asyncio.sleep(hang)
             raise OperationFailed(
                 "OSProvisioningTimedOut",
                 f"OS Provisioning for VM '{instance.computer_name}' did not finish in the "

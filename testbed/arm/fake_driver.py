@@ -1,7 +1,8 @@
 """An in-memory `InstanceDriver` for ARM endpoint tests: records calls, no real nodes.
 
 Each instance has a power state and the image it runs; `boot_delay` makes boot-like calls take
-time (`max_booting` records how many overlapped), `boot_errors` makes the next boot of an
+time and `gate` (an Event) holds them until set (`max_booting` records how many overlapped),
+`boot_errors` makes the next boot of an
 instance raise `BootError`, `hang` makes boots of an instance never return (to exercise the
 server's boot timeout).
 """
@@ -24,6 +25,7 @@ class FakeDriver:
     images: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     boot_errors: dict[tuple[str, str], str] = field(default_factory=dict)
     hang: set[tuple[str, str]] = field(default_factory=set)
+    gate: asyncio.Event | None = None
     booting: int = 0
     max_booting: int = 0
 
@@ -34,6 +36,8 @@ class FakeDriver:
         try:
             if key in self.hang:
                 await asyncio.Event().wait()
+            if self.gate is not None:
+                await self.gate.wait()
             if self.boot_delay:
                 await asyncio.sleep(self.boot_delay)
         finally:

@@ -9,9 +9,10 @@ Operation names are the REST spec's operationIds as used in the route table (e.g
 - `error`: the next `count` requests of an operation answer e.g. 500 InternalServerError;
 - `fail_lro`: the next long-running operation of that kind (optionally for one instance) ends
   Failed with a code such as ``OSProvisioningTimedOut``; the instance is not touched;
-- `slow`: long-running operations (or synchronous answers) of that kind take extra seconds;
-- `never_boots`: the instance's next boot/reimage stops the node and never brings it back; the
-  operation fails ``OSProvisioningTimedOut`` after the server's boot timeout;
+- `slow`: reads of that kind answer late; instance operations (LROs) of that kind finish late;
+- `never_boots`: every boot/reimage of the instance (until `boots_again`) stops the node and
+  never brings it back; the operation fails ``OSProvisioningTimedOut`` after `seconds` (default:
+  the server's boot timeout). (The real driver has its own driver-level never-boots fault.)
 - `fail_tokens`: the token endpoints answer errors (Entra ID error bodies).
 """
 
@@ -73,7 +74,7 @@ class Faults:
     errors: list[ErrorFault] = field(default_factory=list)
     lro_failures: list[LroFault] = field(default_factory=list)
     slow_ops: list[SlowFault] = field(default_factory=list)
-    dead_instances: set[tuple[str, str]] = field(default_factory=set)
+    dead_instances: dict[tuple[str, str], float | None] = field(default_factory=dict)
 
     # -- arming -------------------------------------------------------------------------------
 
@@ -111,13 +112,14 @@ class Faults:
         """Operations matching `operation` take `seconds` longer (the next `count`, or all)."""
         self.slow_ops.append(SlowFault(operation, seconds, count))
 
-    def never_boots(self, scale_set: str, instance_id: str) -> None:
-        """The instance's next boot never completes (until `boots_again`)."""
-        self.dead_instances.add((scale_set, instance_id))
+    def never_boots(self, scale_set: str, instance_id: str, seconds: float | None = None) -> None:
+        """The instance's boots never complete (until `boots_again`); each fails after
+        `seconds` (None: the server's boot timeout)."""
+        self.dead_instances[(scale_set, instance_id)] = seconds
 
     def boots_again(self, scale_set: str, instance_id: str) -> None:
         """Undo `never_boots`."""
-        self.dead_instances.discard((scale_set, instance_id))
+        self.dead_instances.pop((scale_set, instance_id), None)
 
     def fail_tokens(self, count: int = 1, *, status: int = 500) -> None:
         """The next `count` token requests (client secret or managed identity) fail."""
@@ -183,9 +185,13 @@ class Faults:
                     fault.remaining -= 1
         return total
 
-    def never_boot(self, scale_set: str, instance_id: str) -> bool:
-        """True when the instance is armed never to boot."""
-        return (scale_set, instance_id) in self.dead_instances
+    def never_boot(self, scale_set: str, instance_id: str, default: float) -> float | None:
+        """Seconds until the boot of an instance armed never to boot fails; None if not armed."""
+        key = (scale_set, instance_id)
+        if key not in self.dead_instances:
+            return None
+        seconds = self.dead_instances[key]
+        return default if seconds is None else seconds
 
 
 def _matches_any(operation: str, patterns: Iterable[str]) -> bool:

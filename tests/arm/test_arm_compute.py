@@ -129,7 +129,7 @@ async def test_model_change_through_put_and_tags(client: ComputeManagementClient
 async def test_manual_upgrade_reimages_onto_the_model(
     server: ArmServer, driver: FakeDriver, client: ComputeManagementClient
 ) -> None:
-    driver.boot_delay = 0.2
+    driver.gate = asyncio.Event()
     await (await client.virtual_machine_scale_sets.begin_update(RG, MANAGERS, NEW_MODEL)).result()
     poller = await client.virtual_machine_scale_sets.begin_update_instances(
         RG, MANAGERS, {"instanceIds": ["1"]})
@@ -140,6 +140,7 @@ async def test_manual_upgrade_reimages_onto_the_model(
         await client.virtual_machine_scale_sets.begin_update_instances(
             RG, MANAGERS, {"instanceIds": ["1"]})
     assert busy.value.status_code == 409
+    driver.gate.set()
     assert await poller.result() is None
     vm = await client.virtual_machine_scale_set_vms.get(RG, MANAGERS, "1", expand="instanceView")
     assert vm.properties.provisioning_state == "Succeeded"
@@ -208,9 +209,8 @@ async def test_boot_error_from_the_driver_fails_the_lro(
 async def test_never_booting_instance_stops_and_times_out(
     server: ArmServer, driver: FakeDriver, client: ComputeManagementClient
 ) -> None:
-    server.boot_timeout = 0.3
     await (await client.virtual_machine_scale_sets.begin_update(RG, WORKERS, NEW_MODEL)).result()
-    server.faults.never_boots(WORKERS, "3")
+    server.faults.never_boots(WORKERS, "3", seconds=0.3)
     poller = await client.virtual_machine_scale_sets.begin_update_instances(
         RG, WORKERS, {"instanceIds": ["3"]})
     with pytest.raises(HttpResponseError, match="OSProvisioningTimedOut"):
@@ -337,10 +337,11 @@ async def test_delete_scale_set(driver: FakeDriver, client: ComputeManagementCli
 async def test_scale_set_added_unbooted_is_booted_by_the_server(
     server: ArmServer, driver: FakeDriver, client: ComputeManagementClient
 ) -> None:
-    driver.boot_delay = 0.3
+    driver.gate = asyncio.Event()
     server.add_scale_set("late-vmss", "worker", {}, IMAGE_NEW, 2, "late", booted=False)
     vm = await client.virtual_machine_scale_set_vms.get(RG, "late-vmss", "1")
     assert vm.properties.provisioning_state == "Creating"
+    driver.gate.set()
     await server.operations.wait_all()
     vm = await client.virtual_machine_scale_set_vms.get(RG, "late-vmss", "1")
     assert vm.properties.provisioning_state == "Succeeded"
