@@ -4,7 +4,9 @@ and which releases an upgrade to each one may start from.
 The bundled `controller/catalog.yaml` is used unless a path is given (`--catalog`). A catalog is
 validated against `crd/catalog.schema.json` and then for consistency (releases oldest first,
 `upgradeFrom` naming older releases of the same channel, no image shared by two releases); every
-problem is one line naming the field, as for declarations.
+problem is one line naming the field, as for declarations. A release's `template` (its ARM
+template of the resource group, controller/arm_template.py) is loaded and statically checked here,
+relative to the catalog file or from the bundled controller/templates/.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import re
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from controller import safeyaml, schemas
-from controller.problems import Problem, ProblemsError, format_path
+from controller import arm_template, safeyaml, schemas
+from controller.arm_template import Template, TemplateError
+from controller.problems import ABSENT, Problem, ProblemsError, format_path
 
 MAX_CATALOG_BYTES: Final = 1024 * 1024
 _VERSION: Final = re.compile(r"([0-9]{2})\.([0-9]{2})\.([0-9]{1,3})-ce-azure([0-9]{1,3})")
@@ -77,6 +81,8 @@ class Release:
     system_services: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), hash=False
     )
+    # The release's ARM template of the resource group with its parameter rules, if any.
+    template: Template | None = field(default=None, hash=False)
 
     @property
     def key(self) -> tuple[int, int, int, int]:
@@ -162,8 +168,13 @@ class Catalog:
         return path[::-1]
 
 
-def parse_catalog(doc: object, source: str = "") -> Catalog:
-    """A `Catalog` from loaded YAML/JSON data; raises `CatalogError` listing every problem."""
+def parse_catalog(
+    doc: object, source: str = "", templates_dir: str | os.PathLike[str] | None = None
+) -> Catalog:
+    """A `Catalog` from loaded YAML/JSON data; raises `CatalogError` listing every problem.
+
+    Release templates are looked up in `templates_dir` (default: the directory of `source` when
+    it is a path), then among the bundled ones."""
     odd = safeyaml.plain_problem(doc)
     problems = [odd] if odd else schemas.validate(doc, schemas.catalog_schema())
     if problems:
@@ -171,8 +182,11 @@ def parse_catalog(doc: object, source: str = "") -> Catalog:
     assert isinstance(doc, dict)
     releases: dict[str, tuple[Release, ...]] = {}
     owner_of_image: dict[ImageRef, str] = {}
+    base = (
+        arm_template.base_dir_of(source) if templates_dir is None else Path(templates_dir)
+    )
     for channel, entries in doc["channels"].items():
-        built = _parse_channel(channel, entries, problems)
+        built = _parse_channel(channel, entries, problems, base)
         for index, release in enumerate(built):
             first = owner_of_image.setdefault(release.image, f"{channel} {release.version}")
             if first != f"{channel} {release.version}":
@@ -184,8 +198,25 @@ def parse_catalog(doc: object, source: str = "") -> Catalog:
     return Catalog(releases, source)
 
 
+def _template(
+    entry: Mapping[str, Any], at: list[object], base: Path | None, problems: list[Problem]
+) -> Template | None:
+    rules = arm_template.rules_from(entry.get("parameters", {}))
+    ref = entry.get("template")
+    if ref is None:
+        if rules:
+            path = format_path([*at, "parameters"])
+            problems.append(Problem(path, ABSENT, "needs a template to apply to"))
+        return None
+    try:
+        return arm_template.load(ref, base, rules)
+    except TemplateError as err:
+        problems.append(Problem(format_path([*at, "template"]), ref, str(err)))
+        return None
+
+
 def _parse_channel(
-    channel: str, entries: list[Any], problems: list[Problem]
+    channel: str, entries: list[Any], problems: list[Problem], base: Path | None = None
 ) -> tuple[Release, ...]:
     built: list[Release] = []
     for index, entry in enumerate(entries):
@@ -217,7 +248,8 @@ def _parse_channel(
             upgrade_from = (built[-1].version,) if built else ()
         services = MappingProxyType(dict(entry.get("systemServices", {})))
         image = ImageRef.from_dict(entry["image"])
-        built.append(Release(channel, version, image, upgrade_from, services))
+        template = _template(entry, at, base, problems)
+        built.append(Release(channel, version, image, upgrade_from, services, template))
     return tuple(built)
 
 
