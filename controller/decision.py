@@ -45,6 +45,18 @@ TARGET_CHANGED = "TargetChanged"
 # ---- reason codes: halted ----
 NODE_TIMEOUT = "NodeTimeout"
 NODE_LOST = "NodeLost"
+# ---- reason codes of the resources and services phases (controller/phases.py) ----
+INVALID_TEMPLATE = "InvalidTemplate"  # refused: the release's template or its parameters
+NOT_OBSERVED = "NotObserved"  # wait: deployments/services/template check not in the snapshot
+TEMPLATE_CHECK_PENDING = "TemplateCheckPending"  # wait: ARM has not validated this template yet
+DEPLOYING = "Deploying"  # proceed/wait: the release's deployment is started / running
+DEPLOYMENT_FAILED = "DeploymentFailed"  # halted
+DEPLOYMENT_TIMEOUT = "DeploymentTimeout"  # halted
+SERVICE_UPDATING = "ServiceUpdating"  # proceed/wait: a platform service is being updated
+SERVICE_ROLLED_BACK = "ServiceRolledBack"  # halted: swarm rolled the update back
+SERVICE_UPDATE_PAUSED = "ServiceUpdatePaused"  # halted: swarm paused the update
+SERVICE_TIMEOUT = "ServiceTimeout"  # halted: the update did not converge in time
+PHASE_COMPLETED = "PhaseCompleted"  # Normal: a phase finished this pass
 # ---- reason codes: proceed / done ----
 UPGRADING = "Upgrading"
 HANDOVER = "Handover"
@@ -60,6 +72,8 @@ REIMAGE = "reimage"
 REMOVE_NODE = "remove_node"
 SET_AVAILABILITY = "set_availability"
 HANDOVER_LEASE = "handover_lease"
+DEPLOY_TEMPLATE = "deploy_template"
+UPDATE_SERVICE = "update_service"
 ACTION_KINDS = (
     REMOVE_DOWN_NODE,
     DRAIN,
@@ -69,6 +83,8 @@ ACTION_KINDS = (
     REMOVE_NODE,
     SET_AVAILABILITY,
     HANDOVER_LEASE,
+    DEPLOY_TEMPLATE,
+    UPDATE_SERVICE,
 )
 
 
@@ -93,7 +109,10 @@ class Action:
     """One idempotent step for the runtime. `node` is the hostname it concerns (if any).
 
     `params`: `set_model_image` → {"image": {publisher, offer, sku, version}};
-    `set_availability` → {"availability": "active"|"pause"|"drain"}.
+    `set_availability` → {"availability": "active"|"pause"|"drain"};
+    `deploy_template` → {"deployment", "channel", "version", "templateDigest", "mode",
+    "parameters"} (the template itself is the catalog release's);
+    `update_service` → {"serviceId", "service", "image", "updateConfig"}.
     """
 
     kind: str

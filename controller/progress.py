@@ -9,6 +9,11 @@ Phases of a node record (the step whose action was issued, or is being waited on
 drain → demote (managers) → model (scale-set model set to the target) → reimage
 (manual upgrade requested; waiting for the node to rejoin with a new id) → remove (old entry)
 → restore (original availability) → finished (the record leaves `nodes`, the hostname joins `done`).
+
+A rollout has three phases (`phase`): resources (the release's ARM template) → nodes → services
+(the platform's swarm services); `resources`/`services` hold a `PhaseRecord` each (what was
+issued last, since when, which services are done). An empty `phase` is a record written before
+phases existed: the nodes phase.
 """
 
 from __future__ import annotations
@@ -34,6 +39,52 @@ HANDOVER = "handover"
 RESUMED = "resumed"
 
 HISTORY_LIMIT = 64
+
+# Rollout phases, in order.
+PHASE_RESOURCES = "resources"
+PHASE_NODES = "nodes"
+PHASE_SERVICES = "services"
+PHASE_DONE = "done"
+ROLLOUT_PHASES = (PHASE_RESOURCES, PHASE_NODES, PHASE_SERVICES, PHASE_DONE)
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    """The memory of the resources or services phase.
+
+    `item`/`target`: what was issued last and toward what (the deployment name and the template
+    digest, or a service name and its new image), `since` when; `done`: services finished.
+    """
+
+    started_at: float
+    item: str = ""
+    target: str = ""
+    since: float = 0.0
+    done: tuple[str, ...] = ()
+    finished: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"startedAt": self.started_at, "finished": self.finished}
+        if self.item:
+            d.update(item=self.item, target=self.target, since=self.since)
+        if self.done:
+            d["done"] = list(self.done)
+        return d
+
+    @classmethod
+    def from_dict(cls, value: Any, where: str) -> PhaseRecord:
+        o = jf.obj(value, where)
+        done = jf.array(o, "done", where)
+        if not all(isinstance(x, str) for x in done):
+            raise ValueError(f"{where}.done: expected a list of names")
+        return cls(
+            started_at=jf.number(o, "startedAt", where, default=0.0),
+            item=jf.string(o, "item", where, default=""),
+            target=jf.string(o, "target", where, default=""),
+            since=jf.number(o, "since", where, default=0.0),
+            done=tuple(done),
+            finished=jf.boolean(o, "finished", where, default=False),
+        )
 
 
 @dataclass(frozen=True)
@@ -129,6 +180,9 @@ class Progress:
     halted_at: float = 0.0
     handover_from: str = ""
     handover_at: float = 0.0
+    phase: str = ""  # one of ROLLOUT_PHASES; "" = written before phases existed (nodes)
+    resources: PhaseRecord | None = None
+    services: PhaseRecord | None = None
 
     @property
     def halted(self) -> bool:
@@ -202,6 +256,15 @@ class Progress:
             }
         if self.handover_from:
             d["handover"] = {"from": self.handover_from, "at": self.handover_at}
+        if self.phase:
+            d["phase"] = self.phase
+        phases = {
+            name: rec.to_dict()
+            for name, rec in ((PHASE_RESOURCES, self.resources), (PHASE_SERVICES, self.services))
+            if rec is not None
+        }
+        if phases:
+            d["phases"] = phases
         return d
 
     @classmethod
@@ -225,6 +288,12 @@ class Progress:
             history.append(HistoryEntry(float(e[0]), e[1], e[2]))
         halted = jf.obj(jf.get(o, "halted", "", {}), "halted")
         handover = jf.obj(jf.get(o, "handover", "", {}), "handover")
+        phases = jf.obj(jf.get(o, "phases", "", {}), "phases")
+        records = {
+            name: PhaseRecord.from_dict(phases[name], f"phases.{name}")
+            for name in (PHASE_RESOURCES, PHASE_SERVICES)
+            if phases.get(name) is not None
+        }
         return cls(
             rollout_id=jf.string(o, "rolloutId", ""),
             channel=jf.string(o, "channel", ""),
@@ -241,4 +310,7 @@ class Progress:
             halted_at=jf.number(halted, "at", "halted", default=0.0),
             handover_from=jf.string(handover, "from", "handover", default=""),
             handover_at=jf.number(handover, "at", "handover", default=0.0),
+            phase=jf.string(o, "phase", "", default="", choices=("", *ROLLOUT_PHASES)),
+            resources=records.get(PHASE_RESOURCES),
+            services=records.get(PHASE_SERVICES),
         )

@@ -14,6 +14,7 @@ from typing import Any
 
 from controller import fields as jf
 from controller.catalog import ImageRef
+from controller.observed import Observed
 
 NODE_STATES = ("ready", "down", "unknown", "disconnected")
 AVAILABILITIES = ("active", "pause", "drain")
@@ -79,6 +80,8 @@ class Snapshot:
     nodes: tuple[Node, ...]
     scale_sets: tuple[ScaleSet, ...]
     observed_at: float = 0.0
+    # Deployments, the template check and services, for the resources and services phases.
+    observed: Observed = field(default_factory=Observed)
 
     def scale_set(self, name: str) -> ScaleSet | None:
         for s in self.scale_sets:
@@ -101,10 +104,12 @@ class Snapshot:
             nodes=nodes,
             scale_sets=sets,
             observed_at=jf.number(obj, "observedAt", "", default=0.0),
+            observed=Observed.from_dict(obj),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.observed.to_dict(),
             "self": self.self_hostname,
             "observedAt": self.observed_at,
             "nodes": [
