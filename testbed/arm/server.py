@@ -23,6 +23,7 @@ from aiohttp import web
 
 from testbed.arm.certs import server_tls
 from testbed.arm.compute import ComputeProvider
+from testbed.arm.deployments import DeploymentsProvider
 from testbed.arm.faults import Faults
 from testbed.arm.identity import MANAGED_IDENTITY_PATH, IdentityEndpoints, TokenStore, aad_error
 from testbed.arm.operations import Operations
@@ -92,6 +93,9 @@ class ArmServer:
         self.router.add(self.operations.routes())
         self.router.add(self.compute.routes())
         self.router.add(VmRoutes(self.compute).routes())
+        self.deployments = DeploymentsProvider(self.compute.ctx, self.operations, self.faults,
+                                               scale_sets=self.compute.scale_sets)
+        self.router.add(self.deployments.routes())
         self.url = ""
         self.ca_path = self.cert_dir / "ca.pem"
         self._runner: web.AppRunner | None = None
