@@ -145,24 +145,24 @@ async def test_request_log_counts_reads_and_writes_per_operation(
 async def test_another_provider_adds_routes_that_get_the_same_pipeline(
     make_server: Callable[..., ArmServer],
 ) -> None:
-    """Issue 6's Microsoft.Resources module will plug in like this: auth, RBAC, log, faults."""
-    async def get_deployment(arm: ArmRequest) -> web.StreamResponse:
-        return json_response({"name": arm.param("deploymentName"), "properties": {}})
+    """A provider module plugs in like this (deployments.py does): auth, RBAC, log, faults."""
+    async def get_script(arm: ArmRequest) -> web.StreamResponse:
+        return json_response({"name": arm.param("scriptName"), "properties": {}})
 
-    server = make_server(role_actions=["Microsoft.Resources/deployments/read"])
+    server = make_server(role_actions=["Microsoft.Resources/deploymentScripts/read"])
     server.add_routes([ArmRoute(
-        "GET", RESOURCE_GROUP + "/providers/Microsoft.Resources/deployments/{deploymentName}",
-        "Deployments_Get", "Microsoft.Resources/deployments/read", get_deployment)])
+        "GET", RESOURCE_GROUP + "/providers/Microsoft.Resources/deploymentScripts/{scriptName}",
+        "DeploymentScripts_Get", "Microsoft.Resources/deploymentScripts/read", get_script)])
     async with server:
         token, _ = server.tokens.issue("sp:test")
         context = ssl.create_default_context(cafile=str(server.ca_path))
         base = f"{server.url}/subscriptions/{server.subscription_id}/resourcegroups/{RG}/providers"
         headers = {"Authorization": f"Bearer {token}"}
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
-            async with http.get(f"{base}/Microsoft.Resources/deployments/d1?api-version=2025-04-01",
-                                headers=headers) as ok:
+            script = f"{base}/Microsoft.Resources/deploymentScripts/d1?api-version=2023-08-01"
+            async with http.get(script, headers=headers) as ok:
                 assert ok.status == 200 and (await ok.json())["name"] == "d1"
             async with http.get(f"{base}/Microsoft.Compute/virtualMachineScaleSets/{MANAGERS}"
                                 "?api-version=2026-04-01", headers=headers) as refused:
                 assert refused.status == 403
-    assert server.counts()["Deployments_Get"]["reads"] == 1
+    assert server.counts()["DeploymentScripts_Get"]["reads"] == 1
