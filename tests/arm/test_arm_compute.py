@@ -360,3 +360,24 @@ async def test_manual_upgrade_of_several_instances_runs_them_together(
     stale = [vm.instance_id async for vm in client.virtual_machine_scale_set_vms.list(
         RG, WORKERS, filter="properties/latestModelApplied eq false")]
     assert stale == ["3", "4"]
+
+
+async def test_model_change_during_an_upgrade_leaves_the_instance_stale(
+    driver: FakeDriver, client: ComputeManagementClient
+) -> None:
+    newer = {**IMAGE_NEW, "version": "17.06.2"}
+    driver.gate = asyncio.Event()
+    sets = client.virtual_machine_scale_sets
+    await (await sets.begin_update(RG, WORKERS, NEW_MODEL)).result()
+    poller = await sets.begin_update_instances(RG, WORKERS, {"instanceIds": ["0"]})
+    await (await sets.begin_update(RG, WORKERS, {"properties": {"virtualMachineProfile": {
+        "storageProfile": {"imageReference": newer}}}})).result()
+    driver.gate.set()
+    await poller.result()
+    vm = await client.virtual_machine_scale_set_vms.get(RG, WORKERS, "0")
+    assert image_of(vm.properties.storage_profile.image_reference) == IMAGE_NEW
+    assert vm.properties.latest_model_applied is False
+    await (await sets.begin_update_instances(RG, WORKERS, {"instanceIds": ["0"]})).result()
+    vm = await client.virtual_machine_scale_set_vms.get(RG, WORKERS, "0")
+    assert image_of(vm.properties.storage_profile.image_reference) == newer
+    assert vm.properties.latest_model_applied is True
