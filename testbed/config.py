@@ -61,6 +61,7 @@ class TestbedConfig:
     never_boots_seconds: float = 3.0
     ip_base: str = "127.0.1"
     with_arm: bool = True
+    owner_pid: int | None = None  # if set, the daemon tears everything down when it dies
     subscription_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     resource_group: str = "swarm-rg"
     tenant_id: str = field(default_factory=lambda: str(uuid.uuid4()))

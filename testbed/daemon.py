@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from testbed import admin
+from testbed import admin, procs
 from testbed.cluster import MANAGER_VMSS, WORKER_VMSS, Cluster
 from testbed.config import ADMIN_SOCKET, ENV_FILE, STATE_FILE, TestbedConfig, env_text, write_json
 
@@ -46,6 +46,7 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self.started = time.time()
         self._runner: web.AppRunner | None = None
+        self.orphaned = False
 
     async def run(self) -> int:
         """Start everything, serve until asked to stop, tear down. Returns the exit code."""
@@ -71,6 +72,9 @@ class Daemon:
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
         await self.shutdown()
+        if self.orphaned:  # nobody will run `down`: remove the dir ourselves
+            procs.remove_tree(self.dir, scope=self.dir / "n")
+            return 0
         self.write_state(ready=False, stopped=True)
         return 0
 
@@ -137,9 +141,15 @@ class Daemon:
         write_json(self.dir / STATE_FILE, state)
 
     async def _refresh_state(self) -> None:
+        """Keep state.json current; stop if the owner process (e.g. a pytest run) is gone."""
         while True:
             await asyncio.sleep(0.5)
             self.write_state(ready=True)
+            owner = self.config.owner_pid
+            if owner is not None and not procs.pid_alive(owner):
+                print(f"owner {owner} is gone: tearing down", file=sys.stderr, flush=True)
+                self.orphaned = True
+                self.stop_event.set()
 
     async def shutdown(self) -> None:
         """Stop the ARM server and admin API, kill every dockerd, clean up under the dir."""

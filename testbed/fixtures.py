@@ -8,11 +8,13 @@ A module customises its testbed with a module-level dict, e.g.
 (keys: the fields of testbed.config.TestbedConfig). The testbed runs in a detached daemon
 process, so it is independent of the tests' event loops and survives controller subprocesses;
 teardown is `down` (parallel SIGKILL, unmount, remove) and fails the module if anything is left.
-Each testbed gets its own /tmp dir and a random 127.A.B loopback prefix.
+Each testbed gets its own /tmp dir and a random 127.A.B loopback prefix; its daemon tears
+everything down by itself if the pytest process dies.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,7 +27,7 @@ from testbed.config import TestbedConfig
 from testbed.control import TestbedHandle, down, up
 
 
-def testbed_config(**options: Any) -> TestbedConfig:
+def make_testbed_config(**options: Any) -> TestbedConfig:
     """A TestbedConfig in a fresh /tmp dir with a random loopback prefix, plus `options`."""
     missing = [tool for tool in ("dockerd", "unshare", "busybox") if shutil.which(tool) is None]
     if missing:
@@ -33,6 +35,7 @@ def testbed_config(**options: Any) -> TestbedConfig:
     directory = tempfile.mkdtemp(prefix="tb-", dir="/tmp")
     options.setdefault("ip_base", random_ip_base())
     options.setdefault("never_boots_seconds", 1.0)
+    options.setdefault("owner_pid", os.getpid())  # a killed pytest run leaves nothing behind
     return TestbedConfig(dir=directory, **options)
 
 
@@ -40,7 +43,7 @@ def testbed_config(**options: Any) -> TestbedConfig:
 def testbed(request: pytest.FixtureRequest) -> Iterator[TestbedHandle]:
     """A running testbed for the whole module (see the module docstring for options)."""
     options = dict(getattr(request.module, "TESTBED", {}))
-    config = testbed_config(**options)
+    config = make_testbed_config(**options)
     handle = up(config)
     try:
         yield handle

@@ -12,6 +12,8 @@ from pathlib import Path
 from testbed import procs
 from testbed.cluster import random_ip_base
 from testbed.config import read_state
+from testbed.control import up
+from testbed.fixtures import make_testbed_config
 
 
 def swarm_testbed(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -78,3 +80,19 @@ def test_bad_input_is_one_line_naming_the_field() -> None:
         "swarm-testbed: version: '9.9.9' is not a release of channel 'stable'"
     ]
     assert not Path("/tmp/tb-bad").exists()
+
+
+def test_a_testbed_whose_owner_dies_removes_itself() -> None:
+    owner = subprocess.Popen(["sleep", "60"])
+    config = make_testbed_config(managers=1, workers=0, with_arm=False, owner_pid=owner.pid)
+    handle = up(config)
+    pids = [handle.daemon_pid, *read_state(handle.dir)["pids"]]
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 15
+    while handle.dir.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not handle.dir.exists()
+    assert procs.processes_under(handle.dir) == []
+    assert procs.mounts_under(handle.dir) == []
+    assert procs.wait_gone(pids, 5) == []
