@@ -24,6 +24,7 @@ from typing import Any
 from testbed import procs
 from testbed.config import (
     ADMIN_SOCKET,
+    CONFIG_FILE,
     DAEMON_LOG,
     ENV_FILE,
     ConfigError,
@@ -143,8 +144,13 @@ def up(config: TestbedConfig, wait_s: float = 90.0) -> TestbedHandle:
     """Start a testbed daemon for `config` and wait until it is ready."""
     config.validate()
     directory = Path(config.dir).resolve()
-    if (directory / "state.json").exists() and read_state(directory).get("ready"):
+    if directory.exists() and any(directory.iterdir()) and not is_testbed_dir(directory):
+        raise ConfigError(f"dir: {directory} is not empty and not a testbed directory")
+    previous = read_state(directory)
+    if previous.get("pid") and procs.cmdline_names(int(previous["pid"]), str(directory)):
         raise ConfigError(f"dir: a testbed already runs in {directory} (swarm-testbed down first)")
+    if (directory / "n").exists():  # the remains of a testbed that died: clean them up first
+        down(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config.dir = str(directory)
     config.save()
@@ -186,6 +192,8 @@ def down(directory: str | Path, wait_s: float = 15.0) -> list[str]:
     directory = Path(directory).resolve()
     if not directory.exists():
         return []
+    if not is_testbed_dir(directory):
+        raise ConfigError(f"dir: {directory} is not a testbed directory (no {CONFIG_FILE})")
     state = read_state(directory)
     daemon = [int(state["pid"])] if state.get("pid") else []
     daemon = [p for p in daemon if procs.cmdline_names(p, str(directory))]
@@ -203,6 +211,11 @@ def down(directory: str | Path, wait_s: float = 15.0) -> list[str]:
     procs.kill_all([p for p in recorded if procs.cmdline_names(p, str(nodes))])
     procs.remove_tree(directory, scope=nodes)
     return leftovers(directory, daemon + recorded)
+
+
+def is_testbed_dir(directory: Path) -> bool:
+    """True if `directory` was made by `up` (so `down` may delete it)."""
+    return (directory / CONFIG_FILE).is_file()
 
 
 def leftovers(directory: Path, recorded: list[int]) -> list[str]:

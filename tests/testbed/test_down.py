@@ -96,3 +96,17 @@ def test_a_testbed_whose_owner_dies_removes_itself() -> None:
     assert procs.processes_under(handle.dir) == []
     assert procs.mounts_under(handle.dir) == []
     assert procs.wait_gone(pids, 5) == []
+
+
+def test_down_refuses_a_directory_that_is_not_a_testbed() -> None:
+    tmp_path = Path(tempfile.mkdtemp(prefix="tb-", dir="/tmp"))
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = swarm_testbed("down", "--dir", str(tmp_path), check=False)
+    assert result.returncode == 1
+    assert "is not a testbed directory" in result.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+    result = swarm_testbed("up", "--dir", str(tmp_path), "--no-arm", check=False)
+    assert result.returncode == 1
+    assert "is not empty and not a testbed directory" in result.stderr
+    (tmp_path / "precious.txt").unlink()
+    tmp_path.rmdir()
