@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,12 @@ class Cluster:
         reimage_seconds: float = 0.0,
         boot_timeout: float = 30.0,
         never_boots_seconds: float = 3.0,
+        image_tags: Sequence[str] = (),
+        broken_image_tags: Sequence[str] = (),
     ) -> None:
         self.root = root
+        self.image_tags = tuple(image_tags)
+        self.broken_image_tags = tuple(broken_image_tags)
         self.ip_base = ip_base
         self.reimage_seconds = reimage_seconds
         self.boot_timeout = boot_timeout
@@ -169,7 +174,7 @@ class Cluster:
         labels = engine_labels(inst.scale_set, inst.instance_id, inst.image)
         try:
             await inst.node.start(labels, wait_s=self.boot_timeout)
-            await inst.node.load_image()
+            await inst.node.load_image(self.image_tags, self.broken_image_tags)
         except (NodeError, DockerAPIError) as exc:
             raise BootError("OSProvisioningTimedOut", f"{inst.computer_name}: {exc}") from exc
 

@@ -58,6 +58,10 @@ class TestbedConfig:
     version: str = "17.06.0-ce-azure1"
     image: dict[str, str] = field(default_factory=dict)
     reimage_seconds: float = 0.0
+    # More tags of the busybox image on every node, at every boot (e.g. platform service images
+    # of a release), and tags of a busybox image without `sleep`, whose `sleep` tasks fail.
+    image_tags: list[str] = field(default_factory=list)
+    broken_image_tags: list[str] = field(default_factory=list)
     never_boots_seconds: float = 3.0
     ip_base: str = "127.0.1"
     with_arm: bool = True

@@ -39,6 +39,8 @@ class Daemon:
             ip_base=config.ip_base,
             reimage_seconds=config.reimage_seconds,
             never_boots_seconds=config.never_boots_seconds,
+            image_tags=config.image_tags,
+            broken_image_tags=config.broken_image_tags,
         )
         self.arm: Any = None
         self.arm_url: str | None = None

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tarfile
 import time
+from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
 
@@ -33,11 +34,13 @@ class NodeError(Exception):
     """A node failed to start or stop."""
 
 
-def busybox_rootfs_tar() -> bytes:
-    """A minimal rootfs (busybox-static + symlinks) as an uncompressed tar, built once."""
+def busybox_rootfs_tar(without: tuple[str, ...] = ()) -> bytes:
+    """A minimal rootfs (busybox-static + symlinks, minus the applets `without`) as an
+    uncompressed tar, built once."""
     binary = shutil.which("busybox") or "/bin/busybox"
-    if binary in _rootfs_cache:
-        return _rootfs_cache[binary]
+    key = binary + "|" + ",".join(without)
+    if key in _rootfs_cache:
+        return _rootfs_cache[key]
     if not Path(binary).exists():
         raise NodeError("busybox not found: apt-get install busybox-static")
     buf = BytesIO()
@@ -48,13 +51,13 @@ def busybox_rootfs_tar() -> bytes:
             info.mode = 0o1777 if name == "tmp" else 0o755
             tar.addfile(info)
         tar.add(binary, arcname="bin/busybox")
-        for applet in _BUSYBOX_APPLETS:
+        for applet in (a for a in _BUSYBOX_APPLETS if a not in without):
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type = tarfile.SYMTYPE
             link.linkname = "busybox"
             tar.addfile(link)
-    _rootfs_cache[binary] = buf.getvalue()
-    return _rootfs_cache[binary]
+    _rootfs_cache[key] = buf.getvalue()
+    return _rootfs_cache[key]
 
 
 class DockerNode:
@@ -156,9 +159,14 @@ class DockerNode:
         except OSError:
             return ""
 
-    async def load_image(self) -> None:
-        """`docker import` the busybox rootfs as local/busybox:latest."""
+    async def load_image(self, tags: Sequence[str] = (), broken: Sequence[str] = ()) -> None:
+        """`docker import` the busybox rootfs as local/busybox:latest and as every `tags`
+        (`repo:tag`), and the rootfs without `sleep` as every `broken` tag."""
         await self.api.import_image(busybox_rootfs_tar(), BUSYBOX_REPO, BUSYBOX_TAG)
+        for ref in tags:
+            await self.api.import_image(busybox_rootfs_tar(), *ref.rsplit(":", 1))
+        for ref in broken:
+            await self.api.import_image(busybox_rootfs_tar(("sleep",)), *ref.rsplit(":", 1))
 
     async def stop(self, grace: float = 10.0) -> None:
         """SIGTERM dockerd, SIGKILL after `grace` s, then kill leftover shims and containers."""

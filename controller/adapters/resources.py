@@ -1,0 +1,194 @@
+"""Resource-group adapter: the ARM deployments of the swarm's resource group through
+`azure.mgmt.resource.deployments.aio` (deployments left azure-mgmt-resource in its version 24).
+
+No decisions here. Same conventions as the compute adapter (controller/adapters/azure.py): the
+credential, ARM endpoint, polling interval, retry policy and per-call timeout are the caller's,
+and errors become `AzureTemporary` / `AzurePermanent` through the same `translate`. Reads are in
+snapshot shape (`deployments[]`, `templateCheck`, docs/architecture.md "Phases").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from azure.core.exceptions import AzureError, HttpResponseError
+from azure.mgmt.resource.deployments.aio import DeploymentsMgmtClient
+
+from controller.adapters.azure import DEFAULT_ARM_ENDPOINT, AzureFailure, translate
+
+JSON = dict[str, Any]
+T = TypeVar("T")
+# ARM's code for a template it refuses at validation (400).
+INVALID_CODES = ("InvalidTemplate", "InvalidTemplateDeployment", "DeploymentFailed")
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, str) and value:
+        try:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return 0.0
+    return 0.0
+
+
+def deployment_fields(dep: Any) -> JSON:
+    """One SDK DeploymentExtended as a snapshot `deployments[]` entry."""
+    props = dep.properties
+    params = {}
+    for name, entry in ((getattr(props, "parameters", None) or {}).items()):
+        if isinstance(entry, Mapping) and "value" in entry:  # secure values are not returned
+            params[str(name)] = entry["value"]
+    out: JSON = {
+        "name": str(dep.name),
+        "provisioningState": str(getattr(props, "provisioning_state", None) or "Unknown"),
+        "timestamp": _epoch(getattr(props, "timestamp", None)),
+        "parameters": params,
+    }
+    error = getattr(props, "error", None)
+    if error is not None:
+        out["error"] = {"code": str(error.code or ""), "message": str(error.message or "")}
+    return out
+
+
+def _body(template: Mapping[str, Any], parameters: Mapping[str, Any], mode: str) -> JSON:
+    return {"properties": {"template": dict(template), "mode": mode,
+                           "parameters": {k: {"value": v} for k, v in parameters.items()}}}
+
+
+class ResourceGroupClient:
+    """The controller's view of, and hands on, the resource group's deployments."""
+
+    def __init__(
+        self,
+        subscription_id: str,
+        resource_group: str,
+        *,
+        credential: Any,
+        base_url: str = DEFAULT_ARM_ENDPOINT,
+        polling_interval: float = 15.0,
+        retry_total: int = 3,
+        timeout: float = 60.0,
+        connection_verify: str | None = None,
+        on_call: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        self.resource_group = resource_group
+        self.timeout = timeout
+        self._on_call = on_call
+        extra: dict[str, Any] = {}
+        if connection_verify:
+            extra["connection_verify"] = connection_verify
+        self._client = DeploymentsMgmtClient(
+            credential,
+            subscription_id,
+            base_url=base_url.rstrip("/"),
+            polling_interval=polling_interval,
+            retry_total=retry_total,
+            **extra,
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP session (the credential belongs to the caller)."""
+        await self._client.close()
+
+    async def __aenter__(self) -> ResourceGroupClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _guard(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        ok = False
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await call()
+            ok = True
+            return result
+        except AzureFailure:
+            raise
+        except (AzureError, OSError, TimeoutError) as err:
+            raise translate(operation, err) from err
+        finally:
+            if self._on_call is not None:
+                self._on_call(operation, ok)
+
+    async def deployments(self) -> list[JSON]:
+        """Every deployment of the resource group, in snapshot shape."""
+
+        async def listing() -> list[Any]:
+            pages = self._client.deployments.list_by_resource_group(self.resource_group)
+            return [x async for x in pages]
+
+        found = await self._guard("Deployments_ListByResourceGroup", listing)
+        return [deployment_fields(x) for x in found]
+
+    async def check_template(
+        self,
+        name: str,
+        template: Mapping[str, Any],
+        parameters: Mapping[str, Any],
+        digest: str,
+        mode: str = "Incremental",
+    ) -> JSON:
+        """ARM's validation of deploying `template` as `name`, then its what-if: a snapshot
+        `templateCheck`. A template ARM refuses gives `valid: false` with ARM's code and message
+        (not an exception); throttling, outages and the like raise as usual."""
+        body = _body(template, parameters, mode)
+        out: JSON = {"deployment": name, "templateDigest": digest, "valid": True, "changes": []}
+
+        async def validate() -> Any:
+            poller = await self._client.deployments.begin_validate(
+                self.resource_group, name, body)
+            return await poller.result()
+
+        try:
+            result = await self._guard("Deployments_Validate", validate)
+        except AzureFailure as failure:
+            if failure.status == 400 or failure.code in INVALID_CODES:
+                out.update(valid=False, error={"code": failure.code, "message": failure.message})
+                return out
+            raise
+        if getattr(result, "error", None) is not None:
+            out.update(valid=False, error={"code": str(result.error.code or ""),
+                                           "message": str(result.error.message or "")})
+            return out
+
+        async def what_if() -> Any:
+            poller = await self._client.deployments.begin_what_if(
+                self.resource_group, name, body)
+            return await poller.result()
+
+        changes = await self._guard("Deployments_WhatIf", what_if)
+        out["changes"] = [
+            {"resourceId": str(c.resource_id or ""), "changeType": str(getattr(
+                c.change_type, "value", c.change_type))}
+            for c in (getattr(changes.properties, "changes", None) or [])
+        ]
+        return out
+
+    async def deploy(
+        self,
+        name: str,
+        template: Mapping[str, Any],
+        parameters: Mapping[str, Any],
+        mode: str = "Incremental",
+    ) -> None:
+        """Start the deployment `name` (returns once ARM accepted it; the planner follows its
+        state through `deployments()`). A deployment of that name still running is left alone."""
+        body = _body(template, parameters, mode)
+        try:
+            await self._guard(
+                "Deployments_CreateOrUpdate",
+                lambda: self._client.deployments.begin_create_or_update(
+                    self.resource_group, name, body, polling=False),
+            )
+        except AzureFailure as failure:
+            if failure.code == "DeploymentActive":
+                return
+            raise
+        except HttpResponseError as err:  # pragma: no cover - _guard translates every error
+            raise translate("Deployments_CreateOrUpdate", err) from err
