@@ -2,8 +2,9 @@
 
 Every event has `time` (RFC 3339 UTC), `type` (Normal | Warning), `reason`, `object`
 (`node/<hostname>`, `scaleset/<name>`, `rollout/<id>`), `message`, `rollout` and `version`.
-`EventSink.note` deduplicates repeated waits/refusals: the same (reason, object) is emitted again
-only when its message changes or after `repeat_after` seconds. Secrets registered with
+`EventSink.note` deduplicates repeated waits/refusals: the same (reason, object, message) is
+emitted again only after `repeat_after` seconds (a changed message is emitted at once).
+Secrets registered with
 `add_secret` (and anything that looks like a bearer token) are masked in every message.
 """
 
@@ -98,7 +99,7 @@ class EventSink:
         self.emitted: list[Event] = []
         self._keep = keep
         self._secrets: list[str] = []
-        self._last: dict[tuple[str, str], tuple[str, float]] = {}
+        self._last: dict[tuple[str, str, str], float] = {}
         self._lock = threading.Lock()
         self.listeners: list[Callable[[Event], None]] = []
 
@@ -120,7 +121,7 @@ class EventSink:
         event = Event(self.clock(), type_, reason, obj, self.redact(message), rollout, version)
         line = json.dumps(event.to_dict()) if self.fmt == "json" else event.to_text()
         with self._lock:
-            self._last[(reason, obj)] = (event.message, event.time)
+            self._last[(reason, obj, event.message)] = event.time
             self.emitted.append(event)
             del self.emitted[: -self._keep]
             self.stream.write(line + "\n")
@@ -135,15 +136,13 @@ class EventSink:
     ) -> Event | None:
         """Emit unless the same (reason, object, message) was emitted less than
         `repeat_after` seconds ago (waits and refusals repeat every pass)."""
-        last = self._last.get((reason, obj))
-        if last is not None and last[0] == self.redact(message) \
-                and self.clock() - last[1] < self.repeat_after:
+        now = self.clock()
+        last = self._last.get((reason, obj, self.redact(message)))
+        if last is not None and now - last < self.repeat_after:
             return None
+        if len(self._last) > 512:  # forget what would be repeated anyway
+            self._last = {k: t for k, t in self._last.items() if now - t < self.repeat_after}
         return self.emit(type_, reason, obj, message, rollout, version)
-
-    def forget(self, reason: str, obj: str) -> None:
-        """The next `note` of (reason, object) is emitted even if unchanged."""
-        self._last.pop((reason, obj), None)
 
 
 def node_object(hostname: str) -> str:

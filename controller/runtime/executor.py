@@ -62,10 +62,15 @@ class Executor:
                        f"draining {a.node} ({a.node_id[:12]}): its tasks move to other nodes")
 
     async def _demote(self, a: Action) -> None:
+        try:
+            leader = bool((await self.swarm.node(a.node_id)).get("ManagerStatus", {}).get("Leader"))
+        except NotFound:
+            leader = False
         if await self.swarm.patch_node(a.node_id, Role="worker"):
+            moved = "; it was the leader: leadership moves to another manager" if leader else ""
             self._emit(ev.NORMAL, ev.NODE_DEMOTED, ev.node_object(a.node),
                        f"demoted {a.node} ({a.node_id[:12]}) to worker: raft keeps its "
-                       f"majority while it is reimaged")
+                       f"majority while it is reimaged{moved}")
 
     async def _set_availability(self, a: Action) -> None:
         wanted = str(a.params.get("availability", "active"))

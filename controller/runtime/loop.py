@@ -122,6 +122,12 @@ class Controller:
         except AzurePermanent as err:
             return self._halt(str(err))
         except (AzureFailure, SwarmError) as err:
+            if isinstance(err, SwarmError) and "not a swarm manager" in err.message:
+                self._lost("this node is not a manager")
+                self.sink.note(ev.NORMAL, "Standby", f"node/{self.hostname or '?'}",
+                               "this node is not a swarm manager (demoted for its upgrade?): "
+                               "waiting")
+                return self.cfg.resync
             client_error = isinstance(err, SwarmError) and 400 <= err.status < 500
             if client_error and not isinstance(err, Conflict | NotFound):
                 return self._halt(str(err))
