@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.mgmt.resource.deployments.aio import DeploymentsMgmtClient
+from azure.mgmt.resource.deployments.models import Deployment, DeploymentWhatIf
 
 from controller.adapters.azure import DEFAULT_ARM_ENDPOINT, AzureFailure, translate
 
@@ -36,6 +37,11 @@ def _epoch(value: Any) -> float:
     return 0.0
 
 
+def _text(value: Any) -> str:
+    """An SDK enum member's value (str() of a str-Enum is `Class.MEMBER`), or the string."""
+    return str(getattr(value, "value", value) or "")
+
+
 def deployment_fields(dep: Any) -> JSON:
     """One SDK DeploymentExtended as a snapshot `deployments[]` entry."""
     props = dep.properties
@@ -45,7 +51,7 @@ def deployment_fields(dep: Any) -> JSON:
             params[str(name)] = entry["value"]
     out: JSON = {
         "name": str(dep.name),
-        "provisioningState": str(getattr(props, "provisioning_state", None) or "Unknown"),
+        "provisioningState": _text(getattr(props, "provisioning_state", None)) or "Unknown",
         "timestamp": _epoch(getattr(props, "timestamp", None)),
         "parameters": params,
     }
@@ -137,7 +143,7 @@ class ResourceGroupClient:
         """ARM's validation of deploying `template` as `name`, then its what-if: a snapshot
         `templateCheck`. A template ARM refuses gives `valid: false` with ARM's code and message
         (not an exception); throttling, outages and the like raise as usual."""
-        body = _body(template, parameters, mode)
+        body = Deployment(_body(template, parameters, mode))
         out: JSON = {"deployment": name, "templateDigest": digest, "valid": True, "changes": []}
 
         async def validate() -> Any:
@@ -159,13 +165,12 @@ class ResourceGroupClient:
 
         async def what_if() -> Any:
             poller = await self._client.deployments.begin_what_if(
-                self.resource_group, name, body)
+                self.resource_group, name, DeploymentWhatIf(_body(template, parameters, mode)))
             return await poller.result()
 
         changes = await self._guard("Deployments_WhatIf", what_if)
         out["changes"] = [
-            {"resourceId": str(c.resource_id or ""), "changeType": str(getattr(
-                c.change_type, "value", c.change_type))}
+            {"resourceId": str(c.resource_id or ""), "changeType": _text(c.change_type)}
             for c in (getattr(changes.properties, "changes", None) or [])
         ]
         return out
@@ -179,7 +184,7 @@ class ResourceGroupClient:
     ) -> None:
         """Start the deployment `name` (returns once ARM accepted it; the planner follows its
         state through `deployments()`). A deployment of that name still running is left alone."""
-        body = _body(template, parameters, mode)
+        body = Deployment(_body(template, parameters, mode))
         try:
             await self._guard(
                 "Deployments_CreateOrUpdate",
