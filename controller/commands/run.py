@@ -31,6 +31,8 @@ class Flag:
 
 
 FLAGS = (
+    Flag("env-file", "KEY=value lines (e.g. the testbed's testbed.env) added to the environment "
+         "first; variables already set win"),
     Flag("desired-file", "the declaration: a YAML file, watched (edits apply without a restart)"),
     Flag("desired-config-label", "the declaration: Docker config objects with this label "
          "(e.g. swarm-upgrade.desired=true); the newest wins"),
@@ -88,8 +90,28 @@ def add_flags(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:
                                 help=f"{flag.help}{default} [env {names}]")
 
 
+def load_env_file(path: str) -> None:
+    """Add KEY=value lines of `path` to os.environ (existing variables win; # comments)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as err:
+        raise ValueError(f"--env-file: {path!r} cannot be read ({err.strerror})") from None
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"--env-file: {path}:{number}: not a KEY=value line")
+        os.environ.setdefault(key.strip(), value.strip().strip("'\""))
+
+
 def resolve(args: argparse.Namespace, flags: tuple[Flag, ...]) -> dict[str, Any]:
     """Flag, else environment variable, else default; typed. ValueError names the bad one."""
+    env_file = getattr(args, "env_file", None) or os.environ.get(ENV_PREFIX + "ENV_FILE")
+    if env_file:
+        load_env_file(env_file)
     out: dict[str, Any] = {}
     for flag in flags:
         key = flag.name.replace("-", "_")

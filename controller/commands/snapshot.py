@@ -12,8 +12,8 @@ from controller.commands.run import FLAGS, Flag, add_flags, resolve
 
 SNAPSHOT_FLAGS: tuple[Flag, ...] = (
     *(f for f in FLAGS if f.name in (
-        "docker-host", "subscription-id", "resource-group", "arm-endpoint", "arm-retries",
-        "arm-timeout", "swarm-timeout", "polling-interval")),
+        "env-file", "docker-host", "subscription-id", "resource-group", "arm-endpoint",
+        "arm-retries", "arm-timeout", "swarm-timeout", "polling-interval")),
     Flag("managers", "scale set of the managers", "swarm-manager-vmss"),
     Flag("workers", "scale set of the workers", "swarm-worker-vmss"),
 )

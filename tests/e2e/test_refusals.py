@@ -4,8 +4,12 @@ a Warning event naming what is wrong."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
 from pathlib import Path
 
+from controller.snapshot import Snapshot
 from testbed.control import TestbedHandle
 from testbed.probe import swarm_nodes, wait_for
 from tests.e2e.common import arm_writes, declaration, run_once
@@ -22,6 +26,25 @@ def nodes_unchanged(testbed: TestbedHandle, before: list[dict[str, object]]) -> 
     after = testbed.status()["nodes"]
     return [(n["id"], n["role"], n["availability"]) for n in after] == \
         [(n["id"], n["role"], n["availability"]) for n in before]
+
+
+def test_snapshot_prints_what_the_planner_reads(testbed: TestbedHandle) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in testbed.env}
+    proc = subprocess.run(
+        ["swarm-upgrade", "snapshot", "--env-file", str(testbed.env_file),
+         "--docker-host", testbed.manager_hosts[FIRST]],
+        env=env, capture_output=True, timeout=60, check=True)
+    raw = json.loads(proc.stdout)
+    snapshot = Snapshot.from_dict(raw)
+    assert snapshot.self_hostname == FIRST
+    assert sorted(n.hostname for n in snapshot.nodes) == sorted(
+        [f"swarm-manager00000{i}" for i in range(3)] + [f"swarm-worker00000{i}" for i in range(2)])
+    assert [s.name for s in snapshot.scale_sets] == ["swarm-manager-vmss", "swarm-worker-vmss"]
+    instance = snapshot.scale_sets[0].instances[0]
+    assert instance.image is not None and instance.image.version == "17.06.0"
+    assert instance.provisioning_state == "Succeeded" and instance.power_state == "running"
+    assert raw["nodes"][0]["engineLabels"]["azure.image.version"] == "17.06.0"
+    assert arm_writes(testbed) == []
 
 
 def test_cross_channel_is_refused(testbed: TestbedHandle, tmp_path: Path) -> None:

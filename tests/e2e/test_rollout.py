@@ -7,6 +7,7 @@ right after it asked ARM for a reimage.
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,16 +51,21 @@ async def test_rolling_upgrade_with_three_replicas_and_a_crash(
     testbed.create_service("sample", 4)
     await wait_for(lambda: _four(first), 60)
     desired = tmp_path / "desired.yaml"
-    desired.write_text(declaration("stable", f"{TARGET}-ce-azure1"))
-    replicas = Replicas(hosts, testbed.subprocess_env(), [
-        "--desired-file", str(desired), "--metrics-port", "-1", "--lease-duration", "3",
-        "--resync", "5", "--polling-interval", "0.2", "--swarm-timeout", "5",
+    desired.write_text(declaration("stable", "17.06.0-ce-azure1"))  # what runs: nothing to do
+    env = {k: v for k, v in os.environ.items() if k not in testbed.env}
+    replicas = Replicas(hosts, env, [
+        "--env-file", str(testbed.env_file), "--desired-file", str(desired),
+        "--metrics-port", "-1", "--lease-duration", "3", "--resync", "5",
+        "--polling-interval", "0.2", "--swarm-timeout", "5",
     ], tmp_path)
     referee = Referee(hosts)
     await referee.start()
     killed = ""
     try:
         replicas.start()
+        await replicas.wait_for(lambda ev: bool(reasons(ev, "UpToDate")), 60, "UpToDate")
+        # The operator edits the declaration: the replicas pick it up without a restart.
+        desired.write_text(declaration("stable", f"{TARGET}-ce-azure1"))
         events = await replicas.wait_for(
             lambda ev: bool(reasons(ev, "InstanceReimaging")), 120, "the first reimage")
         killed = holder(events)
@@ -100,6 +106,8 @@ async def test_rolling_upgrade_with_three_replicas_and_a_crash(
                  "OldNodeRemoved"):
         assert len({e["object"] for e in reasons(events, step)}) == 5, step
     assert len({e["object"] for e in reasons(events, "NodeDemoted")}) == 3
+    assert not reasons(events[:events.index(reasons(events, "RolloutStarted")[0])],
+                       "NodeDraining")  # nothing was touched while the declaration said 17.06.0
     started = reasons(events, "RolloutStarted")
     assert len(started) == 1
     for scale_set in ("swarm-manager-vmss", "swarm-worker-vmss"):
