@@ -7,10 +7,10 @@ takes ≈1.5 min on a fresh machine (debootstrap ≈50 s, then cached in .cache/
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
-import signal
 import subprocess
 import tempfile
 import time
@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 
+from testbed import procs
 from testbed.image import build_controller_image
+from testbed.node import DockerNode
 
 pytestmark = pytest.mark.image_build
 
@@ -35,39 +37,25 @@ IMPORTS = (
 
 
 class Daemon:
-    """A standalone dockerd laid out like a testbed node: D/n/<hostname>/docker.sock."""
+    """A standalone testbed node (testbed.node.DockerNode): socket at D/n/<hostname>/docker.sock."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.socket = root / "n" / HOSTNAME / "docker.sock"
-        self.host = f"unix://{self.socket}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.node = DockerNode(HOSTNAME, root / "n" / HOSTNAME, "127.0.0.1", root / "dockerd.log")
+        self.socket = self.node.socket
+        self.host = self.node.docker_host
+        self.loop = asyncio.new_event_loop()
 
     def start(self) -> None:
-        self.socket.parent.mkdir(parents=True)
-        argv = [
-            "unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', HOSTNAME,
-            "dockerd",
-            "--data-root", str(self.root / "data"),
-            "--exec-root", str(self.root / "x"),
-            "--pidfile", str(self.root / "dockerd.pid"),
-            "-H", self.host,
-            "--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs",
-        ]  # fmt: skip
-        env = {**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
-        log = (self.root / "dockerd.log").open("wb")
-        self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dockerd exited: {self.log_tail()}")
-            if self.docker("version", check=False).returncode == 0:
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"dockerd not ready after 30 s: {self.log_tail()}")
+        self.loop.run_until_complete(self.node.start({}, wait_s=30))
 
-    def log_tail(self) -> str:
-        return (self.root / "dockerd.log").read_text(errors="replace")[-2000:]
+    def stop(self) -> None:
+        """SIGTERM dockerd (it stops its containers), kill leftovers, unmount, wipe the dir."""
+        try:
+            self.loop.run_until_complete(self.node.stop())
+        finally:
+            self.loop.close()
+            procs.remove_tree(self.root)
 
     def docker(
         self, *args: str, check: bool = True, env: dict[str, str] | None = None
@@ -83,21 +71,6 @@ class Daemon:
         if check and proc.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)}: {proc.stderr}")
         return proc
-
-    def stop(self) -> None:
-        """SIGTERM (dockerd stops its containers and its containerd), then unmount and wipe."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-        for mount in sorted(mounts, key=len, reverse=True):
-            if mount.startswith(str(self.root) + "/"):
-                subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
-        subprocess.run(["rm", "-rf", str(self.root)], check=False)
 
 
 @pytest.fixture(scope="module")
@@ -173,14 +146,12 @@ def test_testbed_stack_deploys_each_node_socket_host_network_secret_and_ca(
     secret = tmp_path / "secret"
     secret.write_text("s3cret")
     daemon.docker("secret", "create", "swarm-upgrade-azure-client-secret", str(secret))
-    desired = tmp_path / "desired.yaml"
-    desired.write_text("channel: stable\nversion: 17.06.1-ce-azure1\n")
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
     env = {
         **os.environ,
         "SWARM_UPGRADE_IMAGE": image,
-        "SWARM_UPGRADE_DESIRED": str(desired),
+        "SWARM_UPGRADE_DESIRED": str(MANIFESTS / "desired.example.yaml"),
         "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
         "AZURE_RESOURCE_GROUP": "swarm-rg",
         "AZURE_TENANT_ID": "tenant",

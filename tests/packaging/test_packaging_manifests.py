@@ -43,8 +43,6 @@ def controller(stack: dict[str, Any]) -> dict[str, Any]:
 
 def deploy_env(tmp_path: Path) -> dict[str, str]:
     """Every deploy-time variable the stack files require, pointing at real files."""
-    desired = tmp_path / "desired.yaml"
-    desired.write_text("channel: stable\nversion: 17.06.1-ce-azure1\n")
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text("channels: {}\n")
     ca = tmp_path / "ca.pem"
@@ -52,7 +50,7 @@ def deploy_env(tmp_path: Path) -> dict[str, str]:
     return {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
-        "SWARM_UPGRADE_DESIRED": str(desired),
+        "SWARM_UPGRADE_DESIRED": str(MANIFESTS / "desired.example.yaml"),
         "SWARM_UPGRADE_CATALOG_FILE": str(catalog),
         "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
         "AZURE_RESOURCE_GROUP": "swarm-rg",
