@@ -42,13 +42,13 @@ COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    SWARM_UPGRADE_METRICS_PORT=8080
+    SWARM_UPGRADE_METRICS_PORT=9100
 LABEL org.opencontainers.image.title="swarm-upgrade-controller" \
       org.opencontainers.image.description="Upgrades a Docker for Azure swarm one node at a time, safely." \
       org.opencontainers.image.licenses="Apache-2.0"
-EXPOSE 8080
+EXPOSE 9100
 # /healthz on the metrics port answers 200 while the reconcile loop is alive. Python, not curl:
 # slim bases have no curl.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:${SWARM_UPGRADE_METRICS_PORT:-8080}/healthz', timeout=4).status == 200 else 1)"
+    CMD python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:${SWARM_UPGRADE_METRICS_PORT:-9100}/healthz', timeout=4).status == 200 else 1)"
 ENTRYPOINT ["swarm-upgrade", "run"]

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from controller.commands import run as run_command
+
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
 STACK_FILES = ("stack.yml", "stack.sp-secret.yml", "stack.catalog.yml", "stack.testbed.yml")
@@ -24,7 +26,6 @@ ROLE_ACTIONS = {
     "Microsoft.Compute/virtualMachineScaleSets/write",
     "Microsoft.Compute/virtualMachineScaleSets/manualUpgrade/action",
     "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read",
-    "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/instanceView/read",
     "Microsoft.Compute/locations/operations/read",
 }
 
@@ -105,15 +106,28 @@ def test_stack_health_check_is_the_images_with_timings_and_a_fixed_metrics_port(
     # disable it (compose would append a second `test` list instead of replacing the first).
     assert "test" not in service["healthcheck"]
     assert {"interval", "timeout", "retries", "start_period"} <= set(service["healthcheck"])
-    assert service["environment"]["SWARM_UPGRADE_METRICS_PORT"] == "8080"
+    assert service["environment"]["SWARM_UPGRADE_METRICS_PORT"] == "9100"
 
 
 def test_declaration_is_a_labelled_config_the_controller_follows() -> None:
     stack = load("stack.yml")
     service = controller(stack)
-    label = service["environment"]["SWARM_UPGRADE_DESIRED_CONFIG_LABEL"]
-    assert label in stack["configs"]["desired"]["labels"]
+    key, value = service["environment"]["SWARM_UPGRADE_DESIRED_CONFIG_LABEL"].split("=")
+    assert stack["configs"]["desired"]["labels"] == {key: value}
     assert [c["source"] for c in service["configs"]] == ["desired"]
+
+
+def test_every_controller_variable_is_one_swarm_upgrade_run_reads() -> None:
+    run_names = {name for flag in run_command.FLAGS for name in run_command.env_names(flag)}
+    read_by_azure_identity = {"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST"}
+    read_by_ssl = {"SSL_CERT_FILE"}
+    for name in STACK_FILES:
+        for variable in controller(load(name)).get("environment", {}):
+            assert variable in run_names | read_by_azure_identity | read_by_ssl, (name, variable)
+    # The base stack alone gives `run` what it requires: one declaration source and the scope.
+    base = controller(load("stack.yml"))["environment"]
+    assert {"AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP"} <= set(base)
+    assert "SWARM_UPGRADE_DESIRED_FILE" not in base
 
 
 def test_config_and_secret_references_resolve_to_top_level_definitions() -> None:
@@ -220,7 +234,7 @@ def test_dockerfile_is_multi_stage_with_build_args_health_check_and_entrypoint()
     copies = [rest for keyword, rest in final if keyword == "COPY"]
     assert copies == ["--from=builder /opt/venv /opt/venv"]
     (health,) = [rest for keyword, rest in final if keyword == "HEALTHCHECK"]
-    assert "/healthz" in health and "${SWARM_UPGRADE_METRICS_PORT:-8080}" in health
+    assert "/healthz" in health and "${SWARM_UPGRADE_METRICS_PORT:-9100}" in health
     (entrypoint,) = [rest for keyword, rest in final if keyword == "ENTRYPOINT"]
     assert json.loads(entrypoint) == ["swarm-upgrade", "run"]
 
