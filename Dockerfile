@@ -24,10 +24,9 @@ FROM ${BASE_IMAGE} AS builder
 # WHEELS: a directory of the build context holding the project's wheel and every dependency
 # wheel; installed with --no-index. Empty: install the project from source, with PyPI.
 ARG WHEELS=
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
 COPY . /src
 RUN set -eu; \
+    export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1; \
     python3 -m venv /opt/venv; \
     if [ -n "${WHEELS}" ]; then \
         /opt/venv/bin/pip install -q --no-index --find-links "/src/${WHEELS}" swarm-upgrade-controller; \
@@ -43,10 +42,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SWARM_UPGRADE_METRICS_PORT=9100
-LABEL org.opencontainers.image.title="swarm-upgrade-controller" \
-      org.opencontainers.image.description="Upgrades a Docker for Azure swarm one node at a time, safely." \
-      org.opencontainers.image.licenses="Apache-2.0"
-EXPOSE 9100
 # /healthz on the metrics port answers 200 while the reconcile loop is alive. Python, not curl:
 # slim bases have no curl.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

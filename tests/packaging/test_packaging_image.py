@@ -8,6 +8,8 @@ takes ≈1.5 min on a fresh machine (debootstrap ≈50 s, then cached in .cache/
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import os
 import random
@@ -21,6 +23,8 @@ from typing import Any
 import pytest
 
 from testbed import procs
+from testbed.arm import ArmServer
+from testbed.arm.fake_driver import FakeDriver
 from testbed.image import build_controller_image
 from testbed.node import DockerNode
 
@@ -138,50 +142,80 @@ def first_task_container(daemon: Daemon, service: str, timeout: float) -> dict[s
     raise AssertionError(f"no container for {service} in {timeout} s")
 
 
-def test_testbed_stack_deploys_each_node_socket_host_network_secret_and_ca(
+async def test_testbed_stack_runs_the_controller_against_the_local_arm_endpoint(
     daemon: Daemon, image: str, tmp_path: Path
 ) -> None:
+    """stack.yml + stack.sp-secret.yml + stack.testbed.yml on a one-node swarm: the replica
+    binds its node's own socket, reaches the HTTPS ARM endpoint over the host network, trusts
+    the testbed CA from a config, authenticates with the client secret from a Docker secret,
+    reads the labelled declaration and narrates reconcile events."""
     addr = f"127.66.{random.randint(1, 254)}.1"
-    daemon.docker("swarm", "init", "--advertise-addr", addr, "--listen-addr", f"{addr}:2377")
-    secret = tmp_path / "secret"
-    secret.write_text("s3cret")
-    daemon.docker("secret", "create", "swarm-upgrade-azure-client-secret", str(secret))
-    ca = tmp_path / "ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
-    env = {
-        **os.environ,
-        "SWARM_UPGRADE_IMAGE": image,
-        "SWARM_UPGRADE_DESIRED": str(MANIFESTS / "desired.example.yaml"),
-        "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
-        "AZURE_RESOURCE_GROUP": "swarm-rg",
-        "AZURE_TENANT_ID": "tenant",
-        "AZURE_CLIENT_ID": "client",
-        "TESTBED_DIR": str(daemon.root),
-        "AZURE_ARM_ENDPOINT": f"https://{addr}:9",
-        "AZURE_AUTHORITY_HOST": f"https://{addr}:9",
-        "SSL_CERT_FILE": str(ca),
-    }
-    files = ("stack.yml", "stack.sp-secret.yml", "stack.testbed.yml")
-    argv = ["stack", "deploy", "--resolve-image", "never"]
-    for name in files:
-        argv += ["-c", str(MANIFESTS / name)]
-    daemon.docker(*argv, "su", env=env)
+    docker = functools.partial(asyncio.to_thread, daemon.docker)
+    await docker("swarm", "init", "--advertise-addr", addr, "--listen-addr", f"{addr}:2377")
+    role = json.loads((MANIFESTS / "azure-role.json").read_text())
+    arm = ArmServer(FakeDriver(), subscription_id="00000000-0000-0000-0000-0000000000cc",
+                    resource_group="swarm-rg", tenant_id="tenant-1", client_id="app-1",
+                    client_secret="stack-s3cret", cert_dir=tmp_path / "certs", host=addr,
+                    role_actions=role["Actions"])  # fmt: skip
+    old = {"publisher": "docker", "offer": "docker4azure", "sku": "stable", "version": "17.06.0"}
+    arm.add_scale_set("swarm-manager-vmss", "manager", {"channel": "stable"}, old, 1, HOSTNAME)
+    arm.add_scale_set("swarm-worker-vmss", "worker", {"channel": "stable"}, old, 0, "w")
+    await arm.start()
+    try:
+        secret = tmp_path / "secret"
+        secret.write_text(arm.client_secret)
+        await docker("secret", "create", "swarm-upgrade-azure-client-secret", str(secret))
+        env = {
+            **os.environ,
+            **arm.environment(),
+            "SWARM_UPGRADE_IMAGE": image,
+            "SWARM_UPGRADE_DESIRED": str(MANIFESTS / "desired.example.yaml"),
+            "TESTBED_DIR": str(daemon.root),
+        }
+        del env["AZURE_CLIENT_SECRET"]  # it reaches the replica only through the secret
+        argv = ["stack", "deploy", "--resolve-image", "never"]
+        for name in ("stack.yml", "stack.sp-secret.yml", "stack.testbed.yml"):
+            argv += ["-c", str(MANIFESTS / name)]
+        await docker(*argv, "su", env=env)
 
-    configs = daemon.docker("config", "ls", "--format", "{{.Name}}").stdout.split()
-    assert {"swarm-upgrade-desired-1", "swarm-upgrade-testbed-ca-1"} <= set(configs)
-    labelled = daemon.docker("config", "ls", "-q", "--filter", "label=swarm-upgrade.desired")
-    assert len(labelled.stdout.split()) == 1
+        labelled = await docker("config", "ls", "-q", "--filter", "label=swarm-upgrade.desired")
+        assert len(labelled.stdout.split()) == 1
+        container = await asyncio.to_thread(first_task_container, daemon, "su_controller", 90)
+        assert container["HostConfig"]["NetworkMode"] == "host"
+        binds = {(m["Source"], m["Destination"]) for m in container["Mounts"]}
+        assert (str(daemon.socket), "/var/run/docker.sock") in binds
+        env_vars = dict(e.split("=", 1) for e in container["Config"]["Env"])
+        assert env_vars["SSL_CERT_FILE"] == "/etc/swarm-upgrade/testbed-ca.pem"
+        assert "AZURE_CLIENT_SECRET" not in env_vars
 
-    container = first_task_container(daemon, "su_controller", timeout=60)
-    assert container["HostConfig"]["NetworkMode"] == "host"
-    binds = {(m["Source"], m["Destination"]) for m in container["Mounts"] if m["Type"] == "bind"}
-    assert (str(daemon.socket), "/var/run/docker.sock") in binds
-    env_vars = dict(e.split("=", 1) for e in container["Config"]["Env"])
-    assert env_vars["SSL_CERT_FILE"] == "/etc/swarm-upgrade/testbed-ca.pem"
-    assert env_vars["SWARM_UPGRADE_DESIRED_CONFIG_LABEL"] == "swarm-upgrade.desired"
-    assert "AZURE_CLIENT_SECRET" not in env_vars  # only in the process, from the secret file
-    # The entrypoint read the secret: a missing file would show up as cat's error in the logs.
-    time.sleep(1)
-    logs = daemon.docker("logs", container["Id"], check=False)
-    assert "azure-client-secret" not in logs.stdout + logs.stderr
-    daemon.docker("stack", "rm", "su")
+        # Authenticated, authorised ARM reads by the replica, then its events in the logs.
+        deadline = time.monotonic() + 120
+        while not any(e.operation == "VirtualMachineScaleSets_Get" and e.status == 200
+                      for e in arm.request_log):  # fmt: skip
+            assert time.monotonic() < deadline, f"no ARM read; {await service_logs(daemon)}"
+            await asyncio.sleep(1)
+        while not (events := [e for e in await controller_events(daemon) if e.get("reason")]):
+            assert time.monotonic() < deadline, f"no event; {await service_logs(daemon)}"
+            await asyncio.sleep(1)
+        assert {"time", "type", "reason", "object", "message"} <= set(events[0])
+        assert not [e for e in arm.request_log if e.status in (401, 403)]
+        await docker("stack", "rm", "su")
+    finally:
+        await arm.stop()
+
+
+async def service_logs(daemon: Daemon) -> str:
+    logs = await asyncio.to_thread(
+        daemon.docker, "service", "logs", "--raw", "su_controller", check=False
+    )
+    return logs.stdout + logs.stderr
+
+
+async def controller_events(daemon: Daemon) -> list[dict[str, Any]]:
+    """The JSON event lines the replica printed (other lines are library noise)."""
+    events = []
+    for line in (await service_logs(daemon)).splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+    return events

@@ -72,4 +72,3 @@ async def test_every_action_of_the_role_is_needed(
             await one_rollout_step(azure)
     assert refused.value.status == 403 and refused.value.code == "AuthorizationFailed"
     assert missing.lower() in str(refused.value).lower()
-
