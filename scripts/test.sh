@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_system_packages
 ensure_venv
+# Tests start the console scripts (swarm-upgrade, swarm-testbed) as subprocesses, as a user would.
+export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy (strict on controller/)"
