@@ -12,6 +12,11 @@ import asyncio
 import json
 import sys
 
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.identity.aio import ClientSecretCredential
+from azure.mgmt.compute.aio import ComputeManagementClient
+
 from testbed.control import TestbedHandle
 from testbed.probe import engine_labels, ready_node, state, swarm_nodes, wait_for
 
@@ -111,3 +116,39 @@ async def test_real_sdk_manual_upgrade_reimages_a_real_node(testbed: TestbedHand
     await wait_for(old_is_down, wait_s=10)
     ops = {e["operation"] for e in testbed.arm_requests()}
     assert any("updateInstances" in op or "UpdateInstances" in op for op in ops), ops
+
+
+async def test_a_never_booting_instance_fails_the_sdk_upgrade_with_os_provisioning_timed_out(
+    testbed: TestbedHandle,
+) -> None:
+    env = testbed.env
+    ca = env["SSL_CERT_FILE"]
+    await testbed.afault("never-boots", "swarm-worker000000")
+    cred = ClientSecretCredential(
+        env["AZURE_TENANT_ID"],
+        env["AZURE_CLIENT_ID"],
+        env["AZURE_CLIENT_SECRET"],
+        authority=env["AZURE_AUTHORITY_HOST"],
+        connection_verify=ca,
+    )
+    async with (
+        cred,
+        ComputeManagementClient(
+            cred,
+            env["AZURE_SUBSCRIPTION_ID"],
+            base_url=env["AZURE_ARM_ENDPOINT"],
+            connection_verify=ca,
+            polling_interval=0.2,
+        ) as client,
+    ):
+        rg = env["AZURE_RESOURCE_GROUP"]
+        poller = await client.virtual_machine_scale_sets.begin_update_instances(
+            rg, "swarm-worker-vmss", {"instanceIds": ["0"]}
+        )
+        with pytest.raises(HttpResponseError) as caught:
+            await poller.result()
+        vm = await client.virtual_machine_scale_set_vms.get(rg, "swarm-worker-vmss", "0")
+    assert "OSProvisioningTimedOut" in str(caught.value)
+    assert vm.provisioning_state == "Failed"
+    inst = {i["computerName"]: i for i in (await testbed.astatus())["instances"]}
+    assert inst["swarm-worker000000"]["dockerdPid"] is None  # wiped, and its OS never came up
