@@ -161,6 +161,7 @@ class Cluster:
         for inst in mgrs:
             await self._join(inst)
         await asyncio.gather(*(self._join(i) for i in wrks))
+        await asyncio.gather(*(self._wait_ready_in_swarm(i) for i in mgrs + wrks))
         for inst in mgrs + wrks:
             inst.state = "running"
 
@@ -213,6 +214,24 @@ class Cluster:
             "OSProvisioningTimedOut", f"{inst.computer_name} did not join: {errors[-3:]}"
         )
 
+    async def _wait_ready_in_swarm(self, inst: Instance) -> None:
+        """Wait until the managers see the node Ready (and a manager Reachable): booted."""
+        deadline = time.monotonic() + self.boot_timeout
+        while time.monotonic() < deadline:
+            try:
+                info = await inst.node.api.get("/info", wait_s=3)
+                node_id = info["Swarm"]["NodeID"]
+                api = await self.manager_api() if inst.role == "worker" else inst.node.api
+                node = await api.get(f"/nodes/{node_id}", wait_s=3)
+            except (DockerAPIError, NodeError, KeyError):
+                node = {}
+            ready = node.get("Status", {}).get("State") == "ready"
+            reachable = node.get("ManagerStatus", {}).get("Reachability") == "reachable"
+            if ready and (reachable or inst.role == "worker"):
+                return
+            await asyncio.sleep(0.1)
+        raise BootError("OSProvisioningTimedOut", f"{inst.computer_name} never became Ready")
+
     @staticmethod
     async def _swarm_active(inst: Instance) -> bool:
         try:
@@ -238,6 +257,7 @@ class Cluster:
             await inst.node.stop()
         await self._start_node(inst)
         await self._join(inst)
+        await self._wait_ready_in_swarm(inst)
         inst.state = "running"
 
     async def _hang(self, inst: Instance) -> None:

@@ -164,9 +164,11 @@ class DockerNode:
         (`repo:tag`), and the rootfs without `sleep` as every `broken` tag."""
         await self.api.import_image(busybox_rootfs_tar(), BUSYBOX_REPO, BUSYBOX_TAG)
         for ref in tags:
-            await self.api.import_image(busybox_rootfs_tar(), *ref.rsplit(":", 1))
+            repo, _, tag = ref.rpartition(":")
+            await self.api.import_image(busybox_rootfs_tar(), repo, tag)
         for ref in broken:
-            await self.api.import_image(busybox_rootfs_tar(("sleep",)), *ref.rsplit(":", 1))
+            repo, _, tag = ref.rpartition(":")
+            await self.api.import_image(busybox_rootfs_tar(("sleep",)), repo, tag)
 
     async def stop(self, grace: float = 10.0) -> None:
         """SIGTERM dockerd, SIGKILL after `grace` s, then kill leftover shims and containers."""
