@@ -96,8 +96,14 @@ class TestbedHandle:
         }
 
     def subprocess_env(self) -> dict[str, str]:
-        """os.environ plus the testbed's variables: pass as env= to a controller subprocess."""
-        return {**os.environ, **self.env}
+        """os.environ plus the testbed's variables, with this interpreter's bin dir first on
+        PATH (so `swarm-upgrade` and `swarm-testbed` of this install are found even when the
+        venv is not activated): pass as env= to a controller subprocess."""
+        bindir = str(Path(sys.executable).parent)
+        path = os.environ.get("PATH", os.defpath)
+        if bindir not in path.split(os.pathsep):
+            path = bindir + os.pathsep + path
+        return {**os.environ, **self.env, "PATH": path}
 
     def status(self) -> dict[str, Any]:
         """Instances and swarm nodes."""
