@@ -17,5 +17,4 @@ echo "== mypy (strict on controller/)"
 echo "== import contracts"
 .venv/bin/lint-imports
 echo "== pytest"
-export PATH="$PWD/.venv/bin:$PATH"   # tests run the console scripts (swarm-upgrade, swarm-testbed)
 exec .venv/bin/pytest "$@"
