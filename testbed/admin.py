@@ -6,6 +6,7 @@ Routes (JSON in, JSON out; errors are {"error": "..."} with 400/404/500):
        F: power-off | start | restart | crash | never-boots | boots-again | reimage | delete
   POST /_testbed/arm-fault {"name": METHOD, "args": {...}}   a method of the ARM server's faults
   GET  /_testbed/arm-requests                                the ARM request log
+  POST /_testbed/arm-role  {"actions": [...] | null}         the role the ARM endpoint enforces
   POST /_testbed/service   {"name": N, "replicas": R}        a busybox sleep service
   POST /_testbed/stop                                        shut the testbed down
 """
@@ -138,6 +139,16 @@ def make_app(daemon: Daemon) -> web.Application:
             return _error(404, "arm: this testbed runs without an ARM endpoint")
         return web.json_response([e.to_dict() for e in daemon.arm.request_log])
 
+    async def arm_role(request: web.Request) -> web.Response:
+        if daemon.arm is None:
+            return _error(404, "arm: this testbed runs without an ARM endpoint")
+        actions = (await request.json()).get("actions")
+        if actions is not None and (not isinstance(actions, list)
+                                    or not all(isinstance(a, str) for a in actions)):
+            return _error(400, f"actions: must be a list of strings or null, got {actions!r}")
+        daemon.arm.rbac = type(daemon.arm.rbac)(actions)  # testbed.arm.rbac.RoleCheck
+        return web.json_response({"actions": actions})
+
     async def service(request: web.Request) -> web.Response:
         body = await request.json()
         replicas = body.get("replicas", 4)
@@ -155,6 +166,7 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_post("/_testbed/fault", fault)
     app.router.add_post("/_testbed/arm-fault", arm_fault)
     app.router.add_get("/_testbed/arm-requests", arm_requests)
+    app.router.add_post("/_testbed/arm-role", arm_role)
     app.router.add_post("/_testbed/service", service)
     app.router.add_post("/_testbed/stop", stop)
     return app

@@ -65,6 +65,9 @@ class TestbedConfig:
     never_boots_seconds: float = 3.0
     ip_base: str = "127.0.1"
     with_arm: bool = True
+    # An Azure role's action list the ARM endpoint enforces (403 AuthorizationFailed for any
+    # other action); None: every request is allowed.
+    role_actions: list[str] | None = None
     owner_pid: int | None = None  # if set, the daemon tears everything down when it dies
     subscription_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     resource_group: str = "swarm-rg"

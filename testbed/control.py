@@ -130,6 +130,10 @@ class TestbedHandle:
         """Call `name(**args)` on the ARM server's fault API."""
         admin_call(self.dir, "POST", "arm-fault", {"name": name, "args": args})
 
+    def arm_role(self, actions: list[str] | None) -> None:
+        """Make the ARM endpoint enforce a role with `actions` (None: allow everything)."""
+        admin_call(self.dir, "POST", "arm-role", {"actions": actions})
+
     def arm_requests(self) -> list[dict[str, Any]]:
         """The ARM request log."""
         result: list[dict[str, Any]] = admin_call(self.dir, "GET", "arm-requests")

@@ -94,6 +94,7 @@ class Daemon:
             client_id=cfg.client_id,
             client_secret=cfg.client_secret,
             cert_dir=self.dir / "certs",
+            role_actions=cfg.role_actions,
         )
         tags = {"channel": cfg.channel}
         self.arm.add_scale_set(

@@ -14,7 +14,9 @@ class RequestLogEntry:
 
     `time` is epoch seconds at arrival; `operation` the route's operation name (``Unmatched``
     for unknown paths); `kind` is ``read`` (GET/HEAD) or ``write``; `status` the HTTP status;
-    `duration` seconds to answer.
+    `duration` seconds to answer; `instances` the instance ids a write named (the body's
+    ``instanceIds`` of a manual upgrade, reimage, ...), so a log tells which instance was
+    reimaged (left out of `to_dict` when empty).
     """
 
     time: float
@@ -24,10 +26,16 @@ class RequestLogEntry:
     kind: str
     status: int
     duration: float
+    instances: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """JSON-safe form."""
-        return asdict(self)
+        out = asdict(self)
+        if self.instances:
+            out["instances"] = list(self.instances)
+        else:
+            del out["instances"]
+        return out
 
 
 class RequestLog(list[RequestLogEntry]):

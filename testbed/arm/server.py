@@ -39,6 +39,10 @@ from testbed.driver import InstanceDriver
 _OPERATION: contextvars.ContextVar[list[str]] = contextvars.ContextVar("arm_operation")
 
 
+# The instance ids named in the body of the write being answered (read by the logger).
+_INSTANCES: contextvars.ContextVar[list[str]] = contextvars.ContextVar("arm_instances")
+
+
 def _name_operation(operation: str) -> None:
     holder = _OPERATION.get(None)
     if holder is not None:
@@ -222,6 +226,8 @@ class ArmServer:
         status = 500
         holder = ["Unmatched"]
         _OPERATION.set(holder)
+        instances: list[str] = []
+        _INSTANCES.set(instances)
         try:
             response = await handler(request)
             status = response.status
@@ -234,7 +240,8 @@ class ArmServer:
                 time=wall, method=request.method, path=request.path,
                 operation=holder[0],
                 kind="read" if request.method in ("GET", "HEAD") else "write",
-                status=status, duration=time.monotonic() - started))
+                status=status, duration=time.monotonic() - started,
+                instances=tuple(instances)))
 
     def _identity_handler(self, operation: str,
                           handler: Callable[[web.Request], Awaitable[web.Response]],
@@ -308,6 +315,10 @@ class ArmServer:
                 except ValueError:
                     return arm_error(400, "InvalidRequestContent",
                                      f"The request content is not valid JSON: {text[:80]!r}")
+        if isinstance(body, dict) and isinstance(body.get("instanceIds"), list):
+            named = _INSTANCES.get(None)
+            if named is not None:
+                named.extend(str(i) for i in body["instanceIds"])
         arm = ArmRequest(request=request, params=params, operation=route.operation, body=body,
                          query=request.query)
         try:

@@ -166,3 +166,16 @@ async def test_another_provider_adds_routes_that_get_the_same_pipeline(
                                 "?api-version=2026-04-01", headers=headers) as refused:
                 assert refused.status == 403
     assert server.counts()["DeploymentScripts_Get"]["reads"] == 1
+
+
+async def test_request_log_names_the_instances_a_write_asked_for(
+    server: ArmServer, client: ComputeManagementClient
+) -> None:
+    """The reliability campaign tells from the log alone which instance was reimaged twice."""
+    await (await client.virtual_machine_scale_sets.begin_update_instances(
+        RG, MANAGERS, {"instanceIds": ["2", "0"]})).result()
+    (upgrade,) = [e for e in server.request_log
+                  if e.operation == "VirtualMachineScaleSets_UpdateInstances"]
+    assert upgrade.instances == ("2", "0")
+    assert upgrade.to_dict()["instances"] == ["2", "0"]
+    assert all("instances" not in e.to_dict() for e in server.request_log if e is not upgrade)
