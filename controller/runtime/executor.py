@@ -3,7 +3,10 @@
 A reimage is started (ARM accepted the manual upgrade) and then tracked in a background task, so
 the loop never blocks on an operation that takes minutes; a failed operation is reported as a
 Warning event and shows up in the next snapshot as provisioningState Failed, which the planner
-reads. `handover_lease` is the loop's business and is not handled here.
+reads. An operation that cannot be followed because the credentials are refused (401/403, e.g. a
+role without `Microsoft.Compute/locations/operations/read`) is not a failed reimage: it is kept
+in `blocked` for the loop, which halts as for any other permanent error. `handover_lease` is the
+loop's business and is not handled here.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controller import decision as d
-from controller.adapters.azure import AzureFailure, Reimage, ScaleSetClient
+from controller.adapters.azure import AzureFailure, AzurePermanent, Reimage, ScaleSetClient
 from controller.adapters.swarm import NotFound, SwarmClient, SwarmError
 from controller.decision import Action
 from controller.runtime import events as ev
@@ -33,6 +36,7 @@ class Executor:
         self.metrics = metrics
         self.trigger = trigger
         self.reimages: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.blocked: AzurePermanent | None = None  # a refusal met while following a reimage
         self.rollout = ""
         self.version = ""
 
@@ -123,15 +127,27 @@ class Executor:
         started = time.monotonic()
         try:
             await reimage.wait()
+        except AzurePermanent as err:
+            if err.status in (401, 403):  # not a failed reimage: we may not follow it
+                self.blocked = err
+            else:
+                self._emit(ev.WARNING, ev.REIMAGE_FAILED, ev.node_object(a.node),
+                           f"the manual upgrade of {a.scale_set}/{a.instance_id} failed: {err}")
         except AzureFailure as err:
-            self._emit(ev.WARNING, ev.REIMAGE_FAILED, ev.node_object(a.node),
-                       f"the manual upgrade of {a.scale_set}/{a.instance_id} failed: {err}")
+            self._emit(ev.WARNING, ev.TEMPORARY_ERROR, ev.node_object(a.node),
+                       f"cannot follow the manual upgrade of {a.scale_set}/{a.instance_id} "
+                       f"({err}); the next passes observe the instance instead")
         except (SwarmError, OSError) as err:  # pragma: no cover - defensive
             self._emit(ev.WARNING, ev.REIMAGE_FAILED, ev.node_object(a.node), str(err))
         else:
             self.metrics.step_seconds.labels("reimage_lro").observe(time.monotonic() - started)
         finally:
             self.trigger()
+
+    def take_blocked(self) -> AzurePermanent | None:
+        """The refusal met while following a reimage, once (the loop halts on it)."""
+        blocked, self.blocked = self.blocked, None
+        return blocked
 
     async def close(self) -> None:
         """Stop tracking (the operations continue in Azure; the next controller observes them)."""

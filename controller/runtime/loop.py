@@ -183,6 +183,9 @@ class Controller:
         return await self._act(desired, state)
 
     async def _act(self, desired: Desired, state: State) -> float:
+        blocked = self.executor.take_blocked()
+        if blocked is not None:
+            raise blocked  # e.g. 403 while following a reimage: halt like any other refusal
         progress = Progress.from_dict(state.progress) if state.progress else None
         raw = await observe_dict(self.swarm, self.azure, desired.manager_scale_set,
                                  desired.worker_scale_set, self.hostname)

@@ -113,3 +113,39 @@ async def test_one_node_goes_through_its_steps_and_is_reimaged_once(
                                       "Availability": "drain"}
     finally:
         await close(b)
+
+
+async def test_a_refusal_while_following_a_reimage_halts_instead_of_reporting_a_failure(
+    swarm3: LocalSwarm, arm: ArmServer, tmp_path: Path
+) -> None:
+    """Without `locations/operations/read` the manual upgrade is accepted but cannot be followed
+    (403 on the operation status). That is not a failed reimage (the instance is reimaged) but a
+    permission problem: the controller halts with a Warning naming the action, as for any 403."""
+    from testbed.arm.rbac import RoleCheck
+
+    desired = tmp_path / "desired.yaml"
+    desired.write_text(DESIRED)
+    arm.rbac = RoleCheck(["Microsoft.Compute/virtualMachineScaleSets/*"])
+    out = io.StringIO()
+    a = make(swarm3, arm, 0, desired, out, "replica-a")
+    try:
+        for _ in range(8):
+            await a.reconcile()
+            if "InstanceReimaging" in reasons(out):
+                break
+        assert "InstanceReimaging" in reasons(out), reasons(out)
+        for _ in range(100):  # the tracking task meets the 403 on the operation's status
+            if any(e.status == 403 for e in arm.request_log):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)
+        await a.reconcile()
+        events = [json.loads(line) for line in out.getvalue().splitlines()]
+        halted = [e for e in events if e["reason"] == "ControllerHalted"]
+        assert halted and "locations/operations/read" in halted[0]["message"], events[-3:]
+        assert "ReimageFailed" not in reasons(out)
+        before = len(arm.request_log)
+        await a.reconcile()  # halted: nothing more is asked of ARM
+        assert [e for e in arm.request_log[before:] if e.kind == "write"] == []
+    finally:
+        await close(a)
