@@ -107,7 +107,7 @@ async def _refusal(run: Run, origin: str, at: float, expect: str, name: str,
         answers = {}
         for e in run.events():
             if e.get("reason") in ("InvalidSpec", "DeclarationLoaded") and e.get("time") \
-                    and inv.epoch(e["time"]) >= at - 0.05 \
+                    and inv.epoch(e["time"]) >= at - 0.001 \
                     and str(e.get("object")) == f"declaration/{origin}":
                 answers.setdefault(str(e.get("replica")), e)
         if labels and labels <= set(answers):
@@ -273,10 +273,10 @@ def check_catalogs(run: Run, allow: Allowances, count: int | None = None) -> lis
                 ["swarm-upgrade", "run", "--env-file", str(run.bed.handle.env_file), "--catalog",
                  str(path), "--desired-file", str(run.desired), "--metrics-port", "-1",
                  "--docker-host", run.bed.any_manager()],
-                env=env, capture_output=True, timeout=60, check=False)
+                env=env, capture_output=True, timeout=120, check=False)
         except subprocess.TimeoutExpired:
-            rows.append({"case": name, "ok": False, "why": "still running after 60 s"})
-            allow.violations.append(f"catalog, {name}: accepted (still running after 60 s)")
+            rows.append({"case": name, "ok": False, "why": "still running after 120 s"})
+            allow.violations.append(f"catalog, {name}: accepted (still running after 120 s)")
             continue
         lines = [line for line in (proc.stdout + proc.stderr).decode(errors="replace")
                  .splitlines() if line.strip()]
@@ -379,8 +379,8 @@ async def run_input(bed: Bed, directory: Path, index: int, *, cases: int | None,
 
 async def group(c: Any) -> None:
     bed: Bed = c.bed_for_run()
-    c.add(await run_input(bed, c.rundir("bad-input", 0), 0, cases=None, generated_count=20,
-                          seed=c.seed, config_cases=15))
+    c.add(await run_input(bed, c.rundir("bad-input", 0), 0, cases=None, generated_count=10,
+                          seed=c.seed, config_cases=12))
 
 
 if __name__ == "__main__":  # pragma: no cover - a quick look at the cases

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -176,9 +175,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--scenarios: unknown {', '.join(unknown)} (known: {', '.join(GROUPS)})",
               file=sys.stderr)
         return 2
-    bindir = str(Path(sys.executable).parent)
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="reliability-"))
     campaign = Campaign(args.runs, args.seed, args.crash_points, workdir, Path(args.out),
                         log=lambda line: print(line, flush=True))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,12 @@ from testbed.fixtures import make_testbed_config
 from testbed.probe import docker_get
 from testbed.referee import Referee
 from tests.e2e.replicas import Replica, Replicas
+
+# The replicas are `swarm-upgrade` processes: the one installed next to this Python (the venv's),
+# also when pytest or the campaign runs without the venv on PATH.
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 CHANNEL = "stable"
 FIRST = "17.03.0-ce-azure1"
