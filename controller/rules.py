@@ -257,7 +257,8 @@ def check_unmatched(view: ClusterView, in_flight: Collection[str]) -> list[Reaso
     orphans = sorted(
         f"{n.hostname} ({n.id[:12]})"
         for n in view.snapshot.nodes
-        if n.state != "down" and n.hostname not in view.members and n.hostname not in in_flight
+        if n.state != "down" and n.hostname and n.hostname not in view.members
+        and n.hostname not in in_flight
     )
     if orphans:
         sets = " or ".join(view.sets)
@@ -338,7 +339,9 @@ def check_managers(view: ClusterView, in_flight: Collection[str]) -> list[Reason
 
 def check_transitions(view: ClusterView, in_flight: Collection[str]) -> list[Reason]:
     """NodeInTransition: instances or nodes changing that the rollout did not touch."""
-    busy: list[str] = []
+    # A node that just joined is listed before it reported its description (no hostname yet).
+    busy: list[str] = [f"a node entry {n.id[:12]} without a hostname yet (joining)"
+                       for n in view.snapshot.nodes if not n.hostname and n.state != "down"]
     for host, m in sorted(view.members.items()):
         if host in in_flight:
             continue

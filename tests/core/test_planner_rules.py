@@ -173,6 +173,17 @@ def test_unmatched_node_without_instance() -> None:
     assert "stray-host" in dec.reasons[0].message and "no instance" in dec.reasons[0].message
 
 
+def test_a_node_entry_without_a_hostname_yet_is_waited_for_not_refused() -> None:
+    """A node that just joined (e.g. a reimaged manager) is listed for a moment before it has
+    reported its description: no hostname yet. The campaign saw the planner refuse that as
+    UnmatchedNode mid-rollout (a spurious refusal Warning); it is a node in transition."""
+    c = cluster()
+    c.nodes.append(SimNode("y" * 25, "", "worker", state="unknown", created_at=c.now))
+    dec = run(c)
+    assert dec.verdict == d.WAIT and codes(dec) == [d.NODE_IN_TRANSITION], dec.reasons
+    assert "yyyyyyyyyyyy" in dec.reasons[0].message and not dec.actions
+
+
 def test_unmatched_instance_without_node() -> None:
     c = cluster()
     c.instances.append(SimInstance("7", "swarm-worker000007", WORKER_SET, OLD))
