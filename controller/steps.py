@@ -23,6 +23,9 @@ from controller.snapshot import Node
 # A lost reimage request is sent again only after this long (the instance view may lag).
 REIMAGE_RETRY_AFTER = 30.0
 MAX_REIMAGE_ATTEMPTS = 3
+# A node entry Down before its reimage is waited for this long (from its phase's start) before
+# the node counts as lost: a demoted leader can miss its heartbeats while leadership moves.
+DOWN_GRACE = 60.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,10 @@ def advance(
         )
     old = view.node_by_id.get(rec.old_node_id)
     if rec.phase in (pg.DRAIN, pg.DEMOTE, pg.MODEL):
+        if old is not None and old.state == "down" and not _timed_out(rec, now, DOWN_GRACE):
+            return _wait(rec, f"{host} ({rec.old_node_id[:12]}) is Down in its {rec.phase} "
+                              f"phase; waiting up to {DOWN_GRACE:g}s for it to come back "
+                              f"(a demoted leader can miss heartbeats while leadership moves)")
         if old is None or old.state == "down":
             return _halt(
                 rec,

@@ -358,3 +358,28 @@ def test_a_resent_drain_is_not_a_new_history_entry() -> None:
     entries = len(p.progress.history)
     assert kinds(p.step(apply=False)) == [(d.DRAIN, "swarm-manager000001")]
     assert len(p.progress.history) == entries
+
+
+def test_a_demoted_node_down_for_a_moment_is_waited_for_then_lost_if_it_stays_down() -> None:
+    """Found by the reliability campaign (crash run, 2 cores under load): right after the leader
+    was demoted its old entry showed Down for a few seconds (the ex-leader missed its 1 s
+    heartbeats while leadership moved) and the planner halted the rollout with NodeLost, which
+    needs an operator. A Down entry before the reimage is waited for a while; only an entry that
+    stays Down (or vanishes) is lost."""
+    from controller.steps import DOWN_GRACE
+
+    p = Pass(cluster(managers=3, workers=0))
+    p.c.advance(10)
+    p.until(d.DEMOTE)
+    host = next(h for h, r in (p.progress.nodes if p.progress else {}).items())
+    old = p.c.live(host)
+    old.state = "down"
+    dec = p.step(apply=False)
+    assert dec.verdict == d.WAIT and not dec.actions
+    assert dec.reasons[0].code == d.NODE_IN_TRANSITION and "Down" in dec.reasons[0].message
+    old.state = "ready"
+    assert p.step().verdict == d.PROCEED  # back: the rollout goes on
+    old.state = "down"
+    p.c.advance(DOWN_GRACE + 1)
+    dec = p.step(apply=False)
+    assert dec.verdict == d.HALTED and dec.reasons[0].code == d.NODE_LOST
