@@ -9,7 +9,9 @@ from collections.abc import Sequence
 
 # Each module in controller/commands registers one or more subcommands. A subcommand's handler
 # is stored as `func` on the parsed namespace and returns the process exit code.
-COMMAND_MODULES: tuple[str, ...] = ("validate", "plan", "run", "snapshot")
+COMMAND_MODULES: tuple[str, ...] = (
+    "validate", "plan", "run", "snapshot", "status", "set_version",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,10 +1,13 @@
-"""`swarm-upgrade plan`: explain offline what the controller would do for a declaration and a
-snapshot.
+"""`swarm-upgrade plan`: explain what the controller would do for a declaration and a snapshot.
 
-Reads the declaration, an observed snapshot (JSON, crd/snapshot.schema.json), optionally a stored
-progress (JSON, crd/progress.schema.json) and a catalog, runs the pure planner once and prints the
-decision as JSON or text. Exit 0 for proceed/wait/done, 3 for refused/halted, 1 for bad input
-files (one line per problem, naming the file and the field). Nothing is touched.
+Offline (`--snapshot FILE`): reads the declaration, an observed snapshot (JSON,
+crd/snapshot.schema.json), optionally a stored progress (JSON, crd/progress.schema.json) and a
+catalog. Live (no `--snapshot`): observes the swarm and its scale sets like the controller does
+(`--docker-host`/`DOCKER_HOST`, `AZURE_*`, `--env-file`), reads the stored progress and, without
+`--desired`, the declaration in force (the newest labelled config object). Either way it runs the
+pure planner once and prints the decision as JSON or text. Exit 0 for proceed/wait/done, 3 for
+refused/halted, 1 for bad input files (one line per problem, naming the file and the field), 2 for
+usage, 4 when the cluster cannot be reached. Nothing is touched.
 """
 
 from __future__ import annotations
@@ -37,17 +40,25 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "plan",
         help="explain the next steps of an upgrade for a declaration and an observed snapshot",
-        description="Run the planner once, offline: what would the controller do now? "
-        "Exit 0 (proceed, wait, done), 3 (refused, halted) or 1 (bad input).",
+        description="Run the planner once: what would the controller do now? Offline with "
+        "--snapshot FILE, else live from the cluster. Exit 0 (proceed, wait, done), 3 (refused, "
+        "halted), 1 (bad input), 2 (usage) or 4 (cluster unreachable).",
     )
-    parser.add_argument("--desired", required=True, metavar="FILE", help="SwarmUpgrade (YAML)")
-    parser.add_argument("--snapshot", required=True, metavar="FILE", help="observed state (JSON)")
+    parser.add_argument("--desired", metavar="FILE", help="SwarmUpgrade (YAML); live default: "
+                        "the newest config object with --desired-config-label")
+    parser.add_argument("--snapshot", metavar="FILE",
+                        help="observed state (JSON); without it, observe the cluster")
     parser.add_argument("--catalog", metavar="FILE", help="release catalog instead of the bundled")
-    parser.add_argument("--progress", metavar="FILE", help="stored rollout progress (JSON)")
+    parser.add_argument("--progress", metavar="FILE",
+                        help="stored rollout progress (JSON); live default: the stored one")
     parser.add_argument(
         "--now", type=float, metavar="EPOCH", help="time of the pass (default: observedAt or now)"
     )
     parser.add_argument("--output", choices=("json", "text"), default="json")
+    from controller.commands.live import CONNECTION_FLAGS
+    from controller.commands.run import add_flags
+
+    add_flags(parser, tuple(f for f in CONNECTION_FLAGS if f.name != "catalog"))
     parser.set_defaults(func=run)
 
 
@@ -93,12 +104,58 @@ def load_inputs(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.snapshot is None:
+        return run_live(args)
+    if args.desired is None:
+        print("swarm-upgrade plan: --desired: required with --snapshot", file=sys.stderr)
+        return 2
     try:
         desired, snapshot, progress, catalog = load_inputs(args)
     except InputError as err:
         print(err, file=sys.stderr)
         return EXIT_BAD_INPUT
     now = args.now if args.now is not None else (snapshot.observed_at or time.time())
+    decision = plan(desired, snapshot, progress, catalog, now)
+    if args.output == "json":
+        print(json.dumps(to_json(decision, desired, snapshot, catalog), indent=2))
+    else:
+        print(to_text(decision, desired, snapshot, catalog))
+    return EXIT_REFUSED if decision.verdict in (d.REFUSED, d.HALTED) else EXIT_OK
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """`plan` without `--snapshot`: observe the cluster, read the stored progress."""
+    from controller.commands import live
+
+    try:
+        opts = live.resolve_connection(args)
+    except live.BadInput as err:
+        print(f"swarm-upgrade plan: {err}", file=sys.stderr)
+        return live.EXIT_USAGE
+    try:
+        catalog = load_catalog(opts["catalog"])
+        view = live.read_live(opts, args.desired)
+        if view.declaration is None:
+            raise live.BadInput(f"no declaration: no config object carries the label "
+                                f"{opts['desired_config_label']} (give --desired FILE)")
+        desired = live.parse_declaration(view.declaration)
+        progress = view.parsed_progress()
+        if args.progress:
+            progress = Progress.from_dict(_read_json(args.progress, "progress"))
+    except CatalogError as err:
+        print("\n".join(f"{args.catalog}: {p}" for p in err.problems), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except live.Unreachable as err:
+        print(f"swarm-upgrade plan: cannot reach the cluster: {err}", file=sys.stderr)
+        return live.EXIT_UNREACHABLE
+    except (live.BadInput, InputError) as err:
+        print(err, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as err:
+        print(f"{args.progress}: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    now = args.now if args.now is not None else time.time()
+    snapshot = live.snapshot_of(view, now)
     decision = plan(desired, snapshot, progress, catalog, now)
     if args.output == "json":
         print(json.dumps(to_json(decision, desired, snapshot, catalog), indent=2))

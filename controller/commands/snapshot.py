@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         snapshot = asyncio.run(observe())
-    except (SwarmError, AzureFailure) as err:
-        print(f"swarm-upgrade snapshot: {err}", file=sys.stderr)
-        return 1
+    except (SwarmError, AzureFailure, OSError) as err:
+        print(f"swarm-upgrade snapshot: cannot reach the cluster: {err}", file=sys.stderr)
+        return 4  # like status, set-version and plan (controller/commands/live.py)
     json.dump(snapshot, sys.stdout, indent=2, sort_keys=True)
     print()
     return 0

@@ -113,6 +113,12 @@ class StateStore:
                 pass  # another replica created it first
         raise NotFound(404, f"config {self.name} neither found nor created")
 
+    async def peek(self) -> State | None:
+        """The current state without creating anything (read-only commands); None if absent."""
+        found = [c for c in await self.client.configs(name=self.name)
+                 if (c.get("Spec") or {}).get("Name") == self.name]
+        return _parse(found[0]) if found else None
+
     async def write(self, state: State, lease: Lease, progress: dict[str, Any] | None) -> State:
         """CAS the labels against `state.version`; returns the re-read state. Raises Conflict."""
         labels = dict(state.spec.get("Labels") or {})
