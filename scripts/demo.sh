@@ -66,7 +66,7 @@ supervise() {
     then
       "$BIN/swarm-upgrade" run --docker-host "$sock" --replica-id "$host-r$gen" \
         --desired-config-label swarm-upgrade.desired=true --log-format text --metrics-port -1 \
-        --lease-duration 3 --resync 5 --polling-interval 0.2 --swarm-timeout 5 &
+        --lease-duration 10 --resync 5 --polling-interval 0.2 --swarm-timeout 5 &
       child=$!
       code=0
       { wait "$child"; } 2>/dev/null || code=$?

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from tests.e2e.common import arm_writes, declaration
 TESTBED = {"managers": 3, "workers": 2, "reimage_seconds": 0.5}
 FIRST = "swarm-manager000000"
 LABEL = "swarm-upgrade.desired=true"
+SWARM_UPGRADE = str(Path(sys.executable).with_name("swarm-upgrade"))  # this venv's
 HOSTS = sorted([f"swarm-manager00000{i}" for i in range(3)]
                + [f"swarm-worker00000{i}" for i in range(2)])
 
@@ -29,7 +31,7 @@ HOSTS = sorted([f"swarm-manager00000{i}" for i in range(3)]
 def cli(testbed: TestbedHandle, *args: str, timeout: float = 120,
         ) -> subprocess.CompletedProcess[str]:
     """`swarm-upgrade ARGS` with nothing but the testbed's environment."""
-    return subprocess.run(["swarm-upgrade", *args], env=testbed.subprocess_env(),
+    return subprocess.run([SWARM_UPGRADE, *args], env=testbed.subprocess_env(),
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -100,7 +102,7 @@ def test_status_and_set_version_report_an_unreachable_cluster(testbed: TestbedHa
         assert proc.returncode == 4, (args, proc.stderr)
         assert "cannot reach the cluster" in proc.stderr
     env = {k: v for k, v in testbed.subprocess_env().items() if not k.startswith("AZURE_")}
-    proc = subprocess.run(["swarm-upgrade", "status"], env=env, capture_output=True, text=True,
+    proc = subprocess.run([SWARM_UPGRADE, "status"], env=env, capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 2 and "--subscription-id" in proc.stderr
 
