@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller import decision as d
@@ -39,14 +39,8 @@ class Executor:
         self.blocked: AzurePermanent | None = None  # a refusal met while following a reimage
         self.rollout = ""
         self.version = ""
-
-    def _emit(self, type_: str, reason: str, obj: str, message: str) -> None:
-        self.sink.emit(type_, reason, obj, message, self.rollout, self.version)
-
-    async def run(self, action: Action) -> None:
-        """Execute `action`; raises SwarmError / AzureFailure when it could not be done."""
-        started = time.monotonic()
-        handler = {
+        # action kind -> coroutine; other phases (resources, services) register theirs here
+        self.handlers: dict[str, Callable[[Action], Awaitable[None]]] = {
             d.REMOVE_DOWN_NODE: self._remove_down_node,
             d.DRAIN: self._drain,
             d.DEMOTE: self._demote,
@@ -54,9 +48,17 @@ class Executor:
             d.REIMAGE: self._reimage,
             d.REMOVE_NODE: self._remove_node,
             d.SET_AVAILABILITY: self._set_availability,
-        }.get(action.kind)
+        }
+
+    def _emit(self, type_: str, reason: str, obj: str, message: str) -> None:
+        self.sink.emit(type_, reason, obj, message, self.rollout, self.version)
+
+    async def run(self, action: Action) -> None:
+        """Execute `action`; raises SwarmError / AzureFailure when it could not be done."""
+        started = time.monotonic()
+        handler = self.handlers.get(action.kind)
         if handler is None:
-            raise ValueError(f"action {action.kind!r} is not the executor's")
+            raise ValueError(f"action {action.kind!r}: no handler registered in the executor")
         await handler(action)
         self.metrics.step_seconds.labels(action.kind).observe(time.monotonic() - started)
 

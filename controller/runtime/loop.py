@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller import decision as d
@@ -42,6 +43,9 @@ from controller.snapshot import Snapshot
 MAX_BACKOFF = 30.0
 
 
+Planner = Callable[[Desired, Snapshot, Progress | None, Catalog, float], Decision]
+
+
 @dataclass(frozen=True)
 class LoopConfig:
     replica: str
@@ -55,8 +59,9 @@ class Controller:
 
     def __init__(self, cfg: LoopConfig, swarm: SwarmClient, azure: ScaleSetClient,
                  source: DesiredSource, catalog: Catalog, sink: EventSink,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, planner: Planner = plan) -> None:
         self.cfg = cfg
+        self.planner = planner
         self.swarm = swarm
         self.azure = azure
         self.source = source
@@ -191,7 +196,7 @@ class Controller:
                                  desired.worker_scale_set, self.hostname)
         snapshot = Snapshot.from_dict(raw)
         now = time.time()
-        decision = plan(desired, snapshot, progress, self.catalog, now)
+        decision = self.planner(desired, snapshot, progress, self.catalog, now)
         self._measure(decision, snapshot, desired)
         rid = rollout_id(decision.progress, desired.name)
         version = desired.version

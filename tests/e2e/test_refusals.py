@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 from controller.snapshot import Snapshot
@@ -89,3 +92,52 @@ def test_down_nodes_are_refused_and_named(testbed: TestbedHandle, tmp_path: Path
     assert arm_writes(testbed) == []
     assert nodes_unchanged(testbed, before)
     assert not [e for e in events if e["reason"] in ("NodeDraining", "InstanceReimaging")]
+
+
+def test_a_running_replica_serves_health_and_metrics_and_stops_cleanly(
+    testbed: TestbedHandle, tmp_path: Path
+) -> None:
+    desired = tmp_path / "desired.yaml"
+    desired.write_text(declaration("edge", "17.07.0-ce-azure1"))
+    out = tmp_path / "events.jsonl"
+    with open(out, "wb") as sink:
+        proc = subprocess.Popen(
+            ["swarm-upgrade", "run", "--desired-file", str(desired), "--metrics-port", "0",
+             "--metrics-host", "127.0.0.1", "--docker-host", testbed.manager_hosts[FIRST],
+             "--log-format", "text"],
+            env=testbed.subprocess_env(), stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "CrossChannel" not in out.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        text = out.read_text()
+        assert "CrossChannel" in text, text
+        port = int(re.search(r"/metrics on port (\d+)", text).group(1))  # type: ignore[union-attr]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            health = json.loads(r.read())
+        assert health["healthy"] is True and health["leaseHeld"] is True
+        assert health["verdict"] == "refused"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert 'swarm_upgrade_rollout_phase{verdict="refused"} 1.0' in metrics
+        assert "swarm_upgrade_nodes_total 5.0" in metrics
+        assert 'swarm_upgrade_arm_calls_total{operation="VirtualMachineScaleSetVMs_List"}' \
+            in metrics
+        assert 'swarm_upgrade_swarm_calls_total{operation="GET /nodes"}' in metrics
+        # text format: one readable line per event
+        assert all(line[:4].isdigit() for line in text.splitlines() if line.strip())
+    finally:
+        proc.terminate()
+        code = proc.wait(30)
+    assert code == 0
+    lease = asyncio.run(_lease(testbed))
+    assert lease["holder"] == ""  # released on SIGTERM: another replica may take it at once
+    assert arm_writes(testbed) == []
+
+
+async def _lease(testbed: TestbedHandle) -> dict[str, object]:
+    from controller.adapters.swarm import SwarmClient
+    from controller.runtime.store import StateStore
+
+    async with SwarmClient(testbed.manager_hosts[FIRST]) as client:
+        return (await StateStore(client).read()).lease.to_dict()
