@@ -31,8 +31,8 @@ class Flag:
 
 
 FLAGS = (
-    Flag("env-file", "KEY=value lines (e.g. the testbed's testbed.env) added to the environment "
-         "first; variables already set win"),
+    Flag("env-file", "KEY=value lines (e.g. the testbed's testbed.env) loaded into the "
+         "environment first, like `set -a; . FILE`; flags still win"),
     Flag("desired-file", "the declaration: a YAML file, watched (edits apply without a restart)"),
     Flag("desired-config-label", "the declaration: Docker config objects with this label "
          "(e.g. swarm-upgrade.desired=true); the newest wins"),
@@ -91,7 +91,7 @@ def add_flags(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:
 
 
 def load_env_file(path: str) -> None:
-    """Add KEY=value lines of `path` to os.environ (existing variables win; # comments)."""
+    """Load KEY=value lines of `path` into os.environ, as sourcing it would (# comments)."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -104,7 +104,7 @@ def load_env_file(path: str) -> None:
         key, sep, value = line.removeprefix("export ").partition("=")
         if not sep or not key.strip().isidentifier():
             raise ValueError(f"--env-file: {path}:{number}: not a KEY=value line")
-        os.environ.setdefault(key.strip(), value.strip().strip("'\""))
+        os.environ[key.strip()] = value.strip().strip("'\"")
 
 
 def resolve(args: argparse.Namespace, flags: tuple[Flag, ...]) -> dict[str, Any]:

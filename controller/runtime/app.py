@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -29,6 +30,9 @@ def make_azure(opts: dict[str, Any], metrics: Metrics | None = None) -> ScaleSet
 
 
 async def main(opts: dict[str, Any]) -> int:
+    # The SDKs' own log lines (multi-line, on stderr) would break "one event per line"; what
+    # they say reaches the events through the adapters' exceptions.
+    logging.getLogger("azure").setLevel(logging.CRITICAL)
     sink = EventSink(fmt=opts["log_format"], repeat_after=opts["event_repeat"])
     for name in SECRET_VARIABLES:
         sink.add_secret(os.environ.get(name))

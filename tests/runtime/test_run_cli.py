@@ -47,18 +47,18 @@ def test_bad_values_are_one_line_naming_the_flag_or_variable(
     assert "--log-format: 'xml'" in capsys.readouterr().err
 
 
-def test_env_file_adds_variables_without_overriding(
+def test_env_file_is_loaded_like_sourcing_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     env = tmp_path / "testbed.env"
     env.write_text("# comment\nRT_TEST_A=1\nexport RT_TEST_B='two'\nRT_TEST_C=3\n")
-    monkeypatch.setenv("RT_TEST_C", "mine")
+    monkeypatch.setenv("RT_TEST_C", "before")
     for name in ("RT_TEST_A", "RT_TEST_B"):
         monkeypatch.setenv(name, "")  # restored (unset) after the test
         monkeypatch.delenv(name)
     load_env_file(str(env))
     assert (os.environ["RT_TEST_A"], os.environ["RT_TEST_B"], os.environ["RT_TEST_C"]) == \
-        ("1", "two", "mine")
+        ("1", "two", "3")
     env.write_text("no equals sign\n")
     with pytest.raises(ValueError, match=r"--env-file: .*:1: not a KEY=value line"):
         load_env_file(str(env))
