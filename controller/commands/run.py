@@ -59,6 +59,8 @@ FLAGS = (
     Flag("resync", "look again at least this often", "30s", kind="duration"),
     Flag("lease-duration", "the lease expires this long after its last renewal", "15s",
          kind="duration"),
+    Flag("halt-confirm", "a new halt (node lost, timeout) must be observed this long before it "
+         "is recorded", "10s", kind="duration"),
     Flag("event-repeat", "repeat an unchanged wait/refusal event after this long", "60s",
          kind="duration"),
     Flag("replica-id", "this replica's lease holder id (default: hostname-pid-random)"),

@@ -59,7 +59,8 @@ async def main(opts: dict[str, Any]) -> int:
         source = ConfigSource(swarm, opts["desired_config_label"], catalog, sink, trigger,
                               resync=opts["resync"])
     cfg = LoopConfig(replica=replica, resync=opts["resync"],
-                     lease_duration=opts["lease_duration"], once=opts["once"])
+                     lease_duration=opts["lease_duration"], once=opts["once"],
+                     halt_confirm=opts["halt_confirm"])
     controller = Controller(cfg, swarm, azure, source, catalog, sink, metrics)
     health: HealthServer | None = None
     try:

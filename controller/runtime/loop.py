@@ -52,6 +52,7 @@ class LoopConfig:
     resync: float = 30.0
     lease_duration: float = 15.0
     once: bool = False
+    halt_confirm: float = 10.0  # a new halt must be seen this long before it is recorded
 
 
 class Controller:
@@ -187,16 +188,34 @@ class Controller:
                            f"and reconciles", rollout=_rid(state), version=desired.version)
         return await self._act(desired, state)
 
+    async def _decide(
+        self, desired: Desired, progress: Progress | None
+    ) -> tuple[Snapshot, Decision, float]:
+        raw = await observe_dict(self.swarm, self.azure, desired.manager_scale_set,
+                                 desired.worker_scale_set, self.hostname)
+        snapshot = Snapshot.from_dict(raw)
+        now = time.time()
+        return snapshot, self.planner(desired, snapshot, progress, self.catalog, now), now
+
     async def _act(self, desired: Desired, state: State) -> float:
         blocked = self.executor.take_blocked()
         if blocked is not None:
             raise blocked  # e.g. 403 while following a reimage: halt like any other refusal
         progress = Progress.from_dict(state.progress) if state.progress else None
-        raw = await observe_dict(self.swarm, self.azure, desired.manager_scale_set,
-                                 desired.worker_scale_set, self.hostname)
-        snapshot = Snapshot.from_dict(raw)
-        now = time.time()
-        decision = self.planner(desired, snapshot, progress, self.catalog, now)
+        snapshot, decision, now = await self._decide(desired, progress)
+        if decision.verdict == d.HALTED and not (progress is not None and progress.halted):
+            # A halt stops the rollout until a person acts, so it must not come from one odd
+            # observation: right after leadership moves, the new leader shows nodes unknown or
+            # down for a moment. Look again for `halt_confirm` seconds; any other answer wins.
+            deadline = time.monotonic() + self.cfg.halt_confirm
+            while decision.verdict == d.HALTED and time.monotonic() < deadline:
+                first = decision.reasons[0]
+                self.sink.note(ev.NORMAL, "ConfirmingHalt", ev.rollout_object(
+                    rollout_id(decision.progress, desired.name)),
+                    f"{first.code}: {first.message}; looking again for "
+                    f"{self.cfg.halt_confirm:g}s before halting", version=desired.version)
+                await asyncio.sleep(min(2.0, self.cfg.halt_confirm))
+                snapshot, decision, now = await self._decide(desired, progress)
         self._measure(decision, snapshot, desired)
         rid = rollout_id(decision.progress, desired.name)
         version = desired.version

@@ -51,24 +51,29 @@ class Replicas:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
-    def _is_manager(self, docker_host: str) -> bool:
+    @staticmethod
+    def _state(docker_host: str) -> str:
+        """manager | other (answers, but not as a swarm manager) | gone (no daemon) | unknown."""
         try:
-            info = api(docker_host.removeprefix("unix://"), "GET", "/info", timeout=1)
+            info = api(docker_host.removeprefix("unix://"), "GET", "/info", timeout=2)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return "gone"
         except (OSError, RuntimeError):
-            return False
+            return "unknown"  # a slow answer (an election, a loaded machine) proves nothing
         swarm = info.get("Swarm") or {}
-        return swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
+        manager = swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
+        return "manager" if manager else "other"
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             for host, docker_host in self.hosts.items():
-                manager = self._is_manager(docker_host)
+                state = self._state(docker_host)
                 with self._lock:
                     replica = self.running.get(host)
                     alive = replica is not None and replica.proc.poll() is None
-                    if manager and not alive and self.supervise:
+                    if state == "manager" and not alive and self.supervise:
                         self._spawn(host, docker_host)
-                    elif not manager and alive and replica is not None:
+                    elif state in ("other", "gone") and alive and replica is not None:
                         self._kill(replica)
             self._stop.wait(0.2)
 

@@ -9,6 +9,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ def make(swarm: LocalSwarm, arm: ArmServer, index: int, desired: Path, out: io.S
     sink = EventSink(out)
     source = FileSource(str(desired), load_catalog(), sink, lambda: None)
     source.poll()
-    return Controller(LoopConfig(replica=replica, lease_duration=2.0), client, azure, source,
+    return Controller(LoopConfig(replica=replica, lease_duration=6.0), client, azure, source,
                       load_catalog(), sink, Metrics())
 
 
@@ -99,7 +100,7 @@ async def test_one_node_goes_through_its_steps_and_is_reimaged_once(
         # a crashes (no release): b takes over once the lease expires and resumes — it waits
         # for the rejoin and does not ask for a second reimage.
         await close(a)
-        await asyncio.sleep(2.2)
+        await asyncio.sleep(6.5)
         for _ in range(4):
             await b.reconcile()
         assert "LeaseAcquired" in reasons(out_b), out_b.getvalue()
@@ -149,3 +150,50 @@ async def test_a_refusal_while_following_a_reimage_halts_instead_of_reporting_a_
         assert [e for e in arm.request_log[before:] if e.kind == "write"] == []
     finally:
         await close(a)
+
+
+def scripted(verdicts: list[str]) -> Any:
+    """A planner that answers the given verdicts in turn (then the last one again)."""
+    from controller import decision as d
+    from controller.decision import Decision, Reason
+    from controller.progress import Progress
+
+    calls: list[str] = []
+
+    def planner(desired: Any, snapshot: Any, progress: Any, catalog: Any, now: float) -> Any:
+        verdict = verdicts[min(len(calls), len(verdicts) - 1)]
+        calls.append(verdict)
+        prog = Progress("r-1", "stable", "17.06.1-ce-azure1", now, desired.digest)
+        if verdict == d.HALTED:
+            prog = prog.halt(d.NODE_LOST, "m1 went Down before its reimage", "m1", now)
+            return Decision(d.HALTED, (Reason(d.NODE_LOST, "m1 went Down", d.WARNING),),
+                            progress=prog)
+        return Decision(d.WAIT, (Reason(d.NODE_IN_TRANSITION, "waiting"),), progress=prog)
+
+    planner.calls = calls  # type: ignore[attr-defined]
+    return planner
+
+
+@pytest.mark.parametrize("verdicts, halted", [(["halted", "wait"], False),
+                                              (["halted"], True)])
+async def test_a_new_halt_is_confirmed_by_a_second_look(
+    swarm1: LocalSwarm, arm: ArmServer, tmp_path: Path, verdicts: list[str], halted: bool
+) -> None:
+    desired = tmp_path / "desired.yaml"
+    desired.write_text(DESIRED)
+    out = io.StringIO()
+    c = make(swarm1, arm, 0, desired, out, f"replica-{halted}")
+    c.cfg = LoopConfig(replica=c.cfg.replica, lease_duration=5.0, halt_confirm=1.0)
+    c.planner = scripted(verdicts)
+    try:
+        await c.reconcile()
+        state = await StateStore(c.swarm).read()
+        assert state.progress is not None
+        assert ("halted" in state.progress) is halted
+        assert "ConfirmingHalt" in reasons(out)
+        assert ("NodeLost" in reasons(out)) is halted
+        assert len(c.planner.calls) >= 2  # type: ignore[attr-defined]
+        await c.store.release(c.cfg.replica, 0.0)
+        await c.store.write(await c.store.read(), (await c.store.read()).lease, None)
+    finally:
+        await close(c)
