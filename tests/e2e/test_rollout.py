@@ -21,6 +21,9 @@ from tests.e2e.replicas import Replicas
 TESTBED = {"managers": 3, "workers": 2, "reimage_seconds": 0.5}
 TARGET = "17.06.1"
 ROLLOUT_TIMEOUT = 300
+# Seconds after the leader's demotion during which the referee may see the election (measured:
+# ~1 s on an idle machine, up to ~6 s at load average 25 on the 2-core CI machine).
+LEADER_MOVE = 10.0
 
 
 def reasons(events: list[dict[str, Any]], reason: str) -> list[dict[str, Any]]:
@@ -144,11 +147,11 @@ async def test_rolling_upgrade_with_three_replicas_and_a_crash(
         # the node being upgraded (demoted, reimaged, not yet back) answers slowly or not at all
         own = any(host == entry["manager"] and t <= entry["at"] <= rejoined.get(host, t) + 3
                   for host, t, _ in demoted)
-        moved = any(leader and 0 <= entry["at"] - t <= 3 for _, t, leader in demoted)
+        moved = any(leader and 0 <= entry["at"] - t <= LEADER_MOVE for _, t, leader in demoted)
         assert own or moved, entry
     for entry in report["managersOutTimeline"]:
         at = report["startedAt"] + entry["t"]
-        assert entry["out"] <= 1 or any(leader and 0 <= at - t <= 3
+        assert entry["out"] <= 1 or any(leader and 0 <= at - t <= LEADER_MOVE
                                         for _, t, leader in demoted), entry
 
 def epoch(stamp: str) -> float:
