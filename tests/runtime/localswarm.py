@@ -51,6 +51,13 @@ def api(sock: str, method: str, path: str, body: Any = None, timeout: float = 30
         return raw.decode()
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL it when the test process dies (a killed pytest leaves no dockerd)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 @dataclass
 class Daemon:
     hostname: str
@@ -85,7 +92,7 @@ class LocalSwarm:
         log = open(d.root / "log", "ab")
         d.proc = subprocess.Popen(
             ["unshare", "--uts", "sh", "-c", cmd], stdout=log, stderr=log, env=env,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
