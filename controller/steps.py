@@ -244,6 +244,9 @@ def _after_rejoin(
 ) -> Step:
     host = rec.hostname
     new = view.node_by_id.get(rec.new_node_id)
+    if new is not None and new.state == "down" and not _timed_out(rec, now, DOWN_GRACE):
+        return _wait(rec, f"the new node entry of {host} ({rec.new_node_id[:12]}) is Down; "
+                          f"waiting up to {DOWN_GRACE:g}s for it to come back")
     if new is None or new.state == "down":
         return _halt(
             rec,

@@ -310,6 +310,12 @@ def test_new_entry_going_down_mid_upgrade_halts_instead_of_refusing() -> None:
     new = p.c.live("swarm-manager000001")
     new.state = "down"  # the freshly reimaged node dies before the rollout finished with it
     p.c.advance(2)
+    dec = p.step(apply=False)  # a few heartbeats of Down may be an election: wait, touch nothing
+    assert dec.verdict == d.WAIT and not dec.actions
+    assert dec.reasons[0].code == d.NODE_IN_TRANSITION
+    from controller.steps import DOWN_GRACE
+
+    p.c.advance(DOWN_GRACE + 1)
     dec = p.step(apply=False)
     assert dec.verdict == d.HALTED and dec.reasons[0].code == d.NODE_LOST
 
