@@ -53,7 +53,7 @@ def _fmt_outcomes(rows: list[dict[str, Any]]) -> str:
     return ", ".join(f"{n}× {o}" for o, n in sorted(counts.items()))
 
 
-def render(paths: list[Path]) -> str:
+def render(paths: list[Path], findings: Path | None = None) -> str:
     docs, rows = load(paths)
     out = [INTRO.format(files=", ".join(f"`{p.as_posix()}`" for p in paths))]
     total_violations = sum(len(r.get("violations", [])) for r in rows)
@@ -79,6 +79,15 @@ def render(paths: list[Path]) -> str:
     out += _referee_table(rows)
     out += _input_table(rows)
     out += _violations(rows)
+    if findings is not None and findings.is_file():
+        out += ["## Found by the campaign and fixed\n",
+                f"From `{findings.as_posix()}`: each was a violation (or a wrong Warning) in a "
+                "campaign run; fixed at its cause with a test, then the scenario was run again "
+                "(the tables above are from after the fixes).\n"]
+        for item in json.loads(findings.read_text()):
+            out.append(f"- **{item['title']}** ({item['where']}; commit `{item['commit']}`): "
+                       f"{item['what']}")
+        out.append("")
     return "\n".join(out) + "\n"
 
 
@@ -132,6 +141,14 @@ def _crash_table(rows: list[dict[str, Any]]) -> list[str]:
         extra = f" ({missed} missed)" if missed else ""
         out.append(f"| {node} | {phase} | {kills}{extra} | "
                    f"{', '.join(f'{k} ×{v}' for k, v in sorted(seen.items()))} |")
+    missed = Counter(str(p) for r in rows
+                     for p in (r.get("measured") or {}).get("crashPointsMissed", []))
+    if missed:
+        out.append("")
+        out.append("Planned but not reached (the phase did not occur in that run, e.g. no lease "
+                   "hand-over when an earlier kill had already moved the lease to an upgraded "
+                   "manager): " + ", ".join(f"`{p}` ×{n}" for p, n in sorted(missed.items()))
+                   + ".")
     out.append("")
     return out
 
@@ -189,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability.report")
     parser.add_argument("results", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs/reliability.md"))
+    parser.add_argument("--findings", type=Path,
+                        default=Path("tests/reliability/results/findings.json"))
     args = parser.parse_args(argv)
-    args.out.write_text(render(args.results))
+    args.out.write_text(render(args.results, args.findings))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -117,7 +117,6 @@ def secrets_during(secret: str) -> Any:
             await run.wait_reason("NodeDraining", 120)
             handle = run.bed.handle
             await asyncio.to_thread(handle.arm_fault, "fail_tokens", count=3)
-            await asyncio.to_thread(handle.arm_fault, "fail_tokens", count=1, status=401)
             await asyncio.to_thread(handle.arm_fault, "throttle_storm", requests=3,
                                     retry_after=1)
             await asyncio.to_thread(handle.arm_fault, "error",
