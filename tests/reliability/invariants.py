@@ -13,7 +13,10 @@ Those samples are accepted only right after a `NodeDemoted` event that says "it 
 (or, on the demoted node itself, for 5 s); samples answered by the manager being upgraded itself
 (between its `NodeDraining` and `NodeUpgraded`: it is the one manager allowed out, and its new
 dockerd blocks while it joins raft) are accepted too; so are samples inside windows where the
-campaign itself stopped managers (a fault it injected). Every other sample is a violation.
+campaign itself stopped managers (a fault it injected), and samples before the rollout's first
+step (`RolloutStarted`: nothing was touched yet, a stall of the loaded machine), and short
+episodes of unanswered 1-s calls with no "no leader" answer (`_short_timeouts`: stalls of the
+loaded machine, as opposed to an election). Every other sample is a violation.
 The judges also count what they accepted, so the report can show it.
 """
 
@@ -129,6 +132,35 @@ def in_flight(events: Sequence[dict[str, Any]]) -> dict[str, list[tuple[float, f
     return out
 
 
+STALL_S = 2.0
+
+
+def _short_timeouts(entries: Sequence[dict[str, Any]]) -> set[int]:
+    """ids of `timeout` samples in episodes shorter than STALL_S on their manager.
+
+    The referee calls every manager every 0.1 s with a 1 s timeout. An election blocks requests
+    for seconds and ends in "no leader" answers; a loaded 2-core machine also leaves single calls
+    unanswered for a second now and then. An episode (timeouts of one manager less than 0.5 s
+    apart) shorter than STALL_S with no "no leader" or deadline answer in it is such a stall.
+    """
+    out: set[int] = set()
+    by_manager: dict[str, list[dict[str, Any]]] = {}
+    for entry in sorted(entries, key=lambda e: float(e["at"])):
+        by_manager.setdefault(str(entry["manager"]), []).append(entry)
+    for items in by_manager.values():
+        episode: list[dict[str, Any]] = []
+        for entry in [*items, None]:
+            if entry is not None and episode and float(entry["at"]) - float(
+                    episode[-1]["at"]) < 0.5:
+                episode.append(entry)
+                continue
+            if episode and all(e["kind"] == "timeout" for e in episode) and float(
+                    episode[-1]["at"]) - float(episode[0]["at"]) < STALL_S:
+                out.update(id(e) for e in episode)
+            episode = [entry] if entry is not None else []
+    return out
+
+
 def referee(report: dict[str, Any], events: Sequence[dict[str, Any]],
             windows: Sequence[Window] = (), service: str = "sample") -> Verdict:
     """Leaderless samples, managers out, sample-service outage: violations and what was accepted.
@@ -140,17 +172,25 @@ def referee(report: dict[str, Any], events: Sequence[dict[str, Any]],
     verdict = Verdict()
     demoted = _demotions(events)
     upgrading = in_flight(events)
-    artefacts = injected = own = 0
+    started = [epoch(e["time"]) for e in events if e.get("reason") == "RolloutStarted"
+               and e.get("time")]
+    begin = min(started) if started else float("inf")
+    artefacts = injected = own = before = stalls = 0
     bad: list[str] = []
+    short = _short_timeouts(report.get("leaderless", []))
     for entry in report.get("leaderless", []):
         at = float(entry["at"])
         if any(w.holds(at, 2.0) for w in windows):
             injected += 1
+        elif at < begin:
+            before += 1  # the rollout had not touched anything yet (a stall of the machine)
         elif any(start <= at <= end + 2.0 for start, end in upgrading.get(entry["manager"], [])):
             own += 1  # the manager being upgraded (the one allowed out) answering its rejoin
         elif any((leader and 0 <= at - t <= 3) or (host == entry["manager"] and 0 <= at - t <= 5)
                  for host, t, leader in demoted):
             artefacts += 1
+        elif id(entry) in short:
+            stalls += 1  # a 1-s call unanswered for less than STALL_S, no "no leader" answer
         else:
             bad.append(f"{entry['kind']} answer from {entry['manager']} on {entry['path']} at "
                        f"t={entry['t']:.1f}s: {str(entry.get('error', ''))[:120]}")
@@ -177,7 +217,8 @@ def referee(report: dict[str, Any], events: Sequence[dict[str, Any]],
         verdict.measured["minRunningAfterConverged"] = low
     verdict.measured.update(
         leaderlessSamples=len(report.get("leaderless", [])),
-        leaderlessFromNodeInFlight=own,
+        leaderlessFromNodeInFlight=own, leaderlessBeforeRollout=before,
+        leaderlessShortTimeouts=stalls,
         leaderlessAcceptedAsLeaderMove=artefacts, leaderlessInInjectedFault=injected,
         maxManagersOut=report.get("maxManagersOut"))
     return verdict

@@ -34,8 +34,11 @@ sample service, and the referee sampling every manager at 10 Hz. Each run is jud
 - **referee**: no leaderless moment and at most one manager out, except the measured artefacts of
   moving leadership right after the leader's demotion (docs/architecture.md, "What the referee
   sees when leadership moves"), answers of the manager being upgraded itself while it rejoins (it
-  is the one manager allowed out), and the window where the campaign itself stopped managers —
-  each counted separately below;
+  is the one manager allowed out), the window where the campaign itself stopped managers, and
+  samples before the rollout's first step (nothing touched yet: stalls of the loaded machine), and
+  episodes of unanswered 1-s calls shorter than 2 s with no "no leader" answer (stalls of the
+  loaded 2-core machine; an election blocks for seconds and answers "no leader") — each counted
+  separately below;
 - **sample service**: at least one task running at all times after it first converged;
 - the expected **outcome** (completed, or the expected halt), the final state (every instance on
   the target, every node Ready/active with its original role), nothing touched after a halt.
@@ -156,7 +159,9 @@ def _crash_table(rows: list[dict[str, Any]]) -> list[str]:
 def _referee_table(rows: list[dict[str, Any]]) -> list[str]:
     out = ["## Referee, per run\n",
            "| scenario | run | duration s | reimage requests | leaderless samples "
-           "(accepted: leader move / node in flight / injected fault) | max managers out | "
+           "(accepted: leader move / node in flight / injected fault / before the rollout / "
+           "short timeouts) | "
+           "max managers out | "
            "min sample tasks after converged |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r.get("measured") or {}
@@ -166,7 +171,9 @@ def _referee_table(rows: list[dict[str, Any]]) -> list[str]:
                    f"{m.get('reimageRequests')} | {m.get('leaderlessSamples')} "
                    f"({m.get('leaderlessAcceptedAsLeaderMove')} / "
                    f"{m.get('leaderlessFromNodeInFlight')} / "
-                   f"{m.get('leaderlessInInjectedFault')}) | {m.get('maxManagersOut')} | "
+                   f"{m.get('leaderlessInInjectedFault')} / {m.get('leaderlessBeforeRollout', 0)}"
+                   f" / {m.get('leaderlessShortTimeouts', 0)})"
+                   f" | {m.get('maxManagersOut')} | "
                    f"{m.get('minRunningAfterConverged')} |")
     out.append("")
     return out

@@ -58,10 +58,21 @@ async def rollout(bed: Bed, directory: Path, scenario: str, index: int, during: 
         begin = time.time()
         run.declare(text(target) if text else declaration(target))
         task = asyncio.create_task(during(run, target, allow)) if during else None
+        waiter = asyncio.create_task(run.wait_reason("RolloutSucceeded", wait_s, after=begin))
         try:
-            await run.wait_reason("RolloutSucceeded", wait_s, after=begin)
-            outcome = "completed"
+            if task is not None:
+                await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if task is not None and task.done() and not waiter.done() \
+                    and allow.expect == "halted":
+                waiter.cancel()  # the scenario saw the halt it expected and checked it
+                task.result()
+                outcome = "halted"
+            else:
+                await waiter
+                outcome = "completed"
         finally:
+            if not waiter.done():
+                waiter.cancel()
             if task is not None:
                 if not task.done():
                     task.cancel()

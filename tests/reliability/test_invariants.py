@@ -61,6 +61,9 @@ def test_writes_after_a_halt_ignore_reads_tokens_and_refusals() -> None:
     assert len(inv.accepted_writes(log, since=10)) == 1
 
 
+START = event("RolloutStarted", "rollout/r", 1000.5)
+
+
 def report(leaderless: list[dict[str, Any]], timeline: list[dict[str, Any]],
            low: int = 3) -> dict[str, Any]:
     return {"startedAt": 1000.0, "leaderless": leaderless, "managersOutTimeline": timeline,
@@ -68,13 +71,13 @@ def report(leaderless: list[dict[str, Any]], timeline: list[dict[str, Any]],
             "services": {"sample": {"minRunningAfterConverged": low}}}
 
 
-def sample(manager: str, at: float) -> dict[str, Any]:
-    return {"t": at - 1000.0, "at": at, "manager": manager, "path": "/nodes", "kind": "timeout",
-            "error": "timeout"}
+def sample(manager: str, at: float, kind: str = "no-leader") -> dict[str, Any]:
+    return {"t": at - 1000.0, "at": at, "manager": manager, "path": "/nodes", "kind": kind,
+            "error": kind}
 
 
 def test_leaderless_after_the_leaders_demotion_is_accepted_elsewhere_not() -> None:
-    events = [event("NodeDraining", "node/m1", 1009), event("NodeDemoted", "node/m1", 1010,
+    events = [START, event("NodeDraining", "node/m1", 1009), event("NodeDemoted", "node/m1", 1010,
                                                               "...; it was the leader: ..."),
               event("NodeUpgraded", "node/m1", 1030)]
     ok = inv.referee(report([sample("m2", 1011.5)], [{"t": 10.5, "out": 2, "managers": 2}]),
@@ -83,12 +86,12 @@ def test_leaderless_after_the_leaders_demotion_is_accepted_elsewhere_not() -> No
     assert ok.measured["leaderlessAcceptedAsLeaderMove"] == 1
     late = inv.referee(report([sample("m2", 1040)], [{"t": 40, "out": 2, "managers": 3}]), events)
     assert len(late.violations) == 2
-    assert late.violations[0].startswith("leaderless: timeout answer from m2")
+    assert late.violations[0].startswith("leaderless: no-leader answer from m2")
     assert late.violations[1].startswith("managersOut: 2 of 3 managers out")
 
 
 def test_the_node_in_flight_may_not_answer_but_the_others_must() -> None:
-    events = [event("NodeDraining", "node/m2", 1001), event("NodeDemoted", "node/m2", 1002),
+    events = [START, event("NodeDraining", "node/m2", 1001), event("NodeDemoted", "node/m2", 1002),
               event("NodeUpgraded", "node/m2", 1030)]
     own = inv.referee(report([sample("m2", 1020)], []), events)
     assert own.violations == [] and own.measured["leaderlessFromNodeInFlight"] == 1
@@ -99,10 +102,17 @@ def test_the_node_in_flight_may_not_answer_but_the_others_must() -> None:
 def test_injected_windows_excuse_only_what_falls_inside() -> None:
     windows = [inv.Window(1100, 1130, "two managers crashed")]
     inside = inv.referee(report([sample("m0", 1110)], [{"t": 110, "out": 2, "managers": 3}]),
-                         [], windows)
+                         [START], windows)
     assert inside.violations == [] and inside.measured["leaderlessInInjectedFault"] == 1
-    outside = inv.referee(report([sample("m0", 1200)], []), [], windows)
+    outside = inv.referee(report([sample("m0", 1200)], []), [START], windows)
     assert len(outside.violations) == 1
+
+
+def test_a_stall_before_the_rollout_touched_anything_is_counted_apart() -> None:
+    late_start = [event("RolloutStarted", "rollout/r", 1050)]
+    judged = inv.referee(report([sample("m0", 1011), sample("m1", 1060)], []), late_start)
+    assert judged.measured["leaderlessBeforeRollout"] == 1
+    assert len(judged.violations) == 1 and "from m1" in judged.violations[0]
 
 
 def test_an_outage_of_the_sample_service_is_a_violation() -> None:
@@ -129,3 +139,14 @@ def test_the_crash_schedule_covers_every_point_before_repeating_one() -> None:
     assert all(len(set(plan)) == len(plan) == 13 for plan in plans)
     assert crash.schedule(runs=2, seed=7, per_run=13) == plans
     assert crash.schedule(runs=2, seed=8, per_run=13) != plans
+
+
+def test_a_short_burst_of_timeouts_is_a_stall_a_long_one_or_no_leader_is_not() -> None:
+    burst = [sample("m0", 1100.0, "timeout"), sample("m0", 1100.1, "timeout"),
+             sample("m1", 1100.05, "timeout")]
+    judged = inv.referee(report(burst, []), [START])
+    assert judged.violations == [] and judged.measured["leaderlessShortTimeouts"] == 3
+    long = [sample("m0", 1100.0 + 0.1 * i, "timeout") for i in range(30)]  # 3 s: an election
+    assert len(inv.referee(report(long, []), [START]).violations) == 20 + 1  # 20 and "... more"
+    no_leader = [sample("m0", 1100.0)]
+    assert len(inv.referee(report(no_leader, []), [START]).violations) == 1
