@@ -72,6 +72,15 @@ def plan(
     warnings = [r for r in found if r.severity == d.WARNING]
     refusals = [r for r in found if r.severity != d.WARNING]
     downs = rules.foreign_down_nodes(view, in_flight)
+    # A manager that goes Down in the middle of a rollout is waited for, not refused as a Down
+    # node (whose advice, `docker node rm`, would be wrong for a manager that comes back) nor
+    # removed with removeDownNodes; before the rollout starts, the refusal stands.
+    lost = [n for n in downs if n.role == "manager"] if (prog.nodes or prog.done) else []
+    if lost:
+        downs = [n for n in downs if n.role != "manager"]
+        counted = rules.manager_hosts(view, in_flight) | {n.hostname for n in lost}
+        if len(counted) >= rules.MIN_MANAGERS:
+            refusals = [r for r in refusals if r.code != d.TOO_FEW_MANAGERS]
     if downs and not desired.remove_down_nodes:
         refusals.append(rules.down_nodes_reason(downs, removing=False))
     if refusals:
@@ -79,6 +88,14 @@ def plan(
             d.REFUSED, tuple(refusals), order, progress=progress, requeue_after=IDLE_REQUEUE
         )
     notes = notes + warnings
+    if lost:
+        listed = ", ".join(f"{n.hostname} ({n.id[:12]})" for n in lost)
+        return _wait(order, prog, [Reason(
+            d.MANAGER_UNREACHABLE,
+            f"waiting: manager(s) Down in the middle of the rollout: {listed}; it continues "
+            f"when they are back",
+            d.WARNING,
+        ), *notes])
 
     if downs:
         if not rules.quorum_holds(view):

@@ -389,3 +389,26 @@ def test_a_demoted_node_down_for_a_moment_is_waited_for_then_lost_if_it_stays_do
     p.c.advance(DOWN_GRACE + 1)
     dec = p.step(apply=False)
     assert dec.verdict == d.HALTED and dec.reasons[0].code == d.NODE_LOST
+
+
+def test_a_manager_down_in_the_middle_of_the_rollout_is_waited_for_not_refused() -> None:
+    """Found by the reliability campaign (manager-crash): a manager that is not in flight crashed
+    mid-rollout and the planner refused with TooFewManagers and DownNodes ('docker node rm' of a
+    manager that was about to come back). Mid-rollout it waits (ManagerUnreachable), touches
+    nothing, even with removeDownNodes, and goes on when the manager is back."""
+    for remove in (False, True):
+        p = Pass(cluster(managers=3, workers=2), remove_down_nodes=remove)
+        p.c.advance(10)
+        p.until(d.DRAIN)
+        assert p.progress is not None
+        (host,) = p.progress.nodes
+        other = next(h for h in ("swarm-manager000000", "swarm-manager000001",
+                                 "swarm-manager000002") if h != host
+                     and h != p.c.snapshot().self_hostname)
+        down = p.c.live(other)
+        down.state, down.reachable = "down", False
+        dec = p.step(apply=False)
+        assert dec.verdict == d.WAIT and not dec.actions, dec.reasons
+        assert dec.reasons[0].code == d.MANAGER_UNREACHABLE and other in dec.reasons[0].message
+        down.state, down.reachable = "ready", True
+        assert any(a.node == host for a in p.until(d.DEMOTE).actions)  # it goes on
