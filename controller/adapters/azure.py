@@ -194,6 +194,11 @@ class ScaleSetClient:
             **extra,
         )
 
+    @property
+    def credential(self) -> Any:
+        """The credential, for other ARM clients of the controller (resource group)."""
+        return self._credential
+
     async def close(self) -> None:
         await self._client.close()
         close = getattr(self._credential, "close", None)

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from controller.adapters.azure import ScaleSetClient
+from controller.adapters.resources import ResourceGroupClient
 from controller.adapters.swarm import SwarmClient
 from controller.catalog import CatalogError, load_catalog
 from controller.runtime import events as ev
@@ -29,6 +30,18 @@ def make_azure(opts: dict[str, Any], metrics: Metrics | None = None) -> ScaleSet
     )
 
 
+def make_resources(opts: dict[str, Any], azure: ScaleSetClient,
+                   metrics: Metrics | None = None) -> ResourceGroupClient:
+    """The resource group's deployments client, sharing the compute client's credential."""
+    return ResourceGroupClient(
+        opts["subscription_id"], opts["resource_group"], credential=azure.credential,
+        base_url=opts["arm_endpoint"], polling_interval=opts["polling_interval"],
+        retry_total=opts["arm_retries"], timeout=opts["arm_timeout"],
+        connection_verify=os.environ.get("SSL_CERT_FILE") or None,
+        on_call=metrics.arm_call if metrics else None,
+    )
+
+
 async def main(opts: dict[str, Any]) -> int:
     # The SDKs' own log lines (multi-line, on stderr) would break "one event per line"; what
     # they say reaches the events through the adapters' exceptions.
@@ -45,6 +58,7 @@ async def main(opts: dict[str, Any]) -> int:
     swarm = SwarmClient(opts["docker_host"], timeout=opts["swarm_timeout"],
                         on_call=metrics.swarm_call)
     azure = make_azure(opts, metrics)
+    resources = make_resources(opts, azure, metrics)
     replica = opts["replica_id"] or new_replica_id()
     controller: Controller | None = None
 
@@ -61,7 +75,8 @@ async def main(opts: dict[str, Any]) -> int:
     cfg = LoopConfig(replica=replica, resync=opts["resync"],
                      lease_duration=opts["lease_duration"], once=opts["once"],
                      halt_confirm=opts["halt_confirm"])
-    controller = Controller(cfg, swarm, azure, source, catalog, sink, metrics)
+    controller = Controller(cfg, swarm, azure, source, catalog, sink, metrics,
+                            resources=resources)
     health: HealthServer | None = None
     try:
         if opts["metrics_port"] >= 0 and not opts["once"]:
@@ -78,4 +93,5 @@ async def main(opts: dict[str, Any]) -> int:
         if health is not None:
             await health.stop()
         await swarm.close()
+        await resources.close()
         await azure.close()

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 
 from controller import decision as d
 from controller.adapters.azure import AzureFailure, AzurePermanent, ScaleSetClient
+from controller.adapters.resources import ResourceGroupClient
 from controller.adapters.swarm import Conflict, NotFound, SwarmClient, SwarmError
 from controller.catalog import Catalog
 from controller.decision import Decision
 from controller.model import Desired
-from controller.planner import plan
 from controller.progress import Progress
+from controller.rollout import plan as rollout_plan
 from controller.runtime import events as ev
 from controller.runtime.events import EventSink
 from controller.runtime.executor import Executor
@@ -36,6 +37,7 @@ from controller.runtime.narrate import (
     succeeded_message,
 )
 from controller.runtime.observe import observe_dict
+from controller.runtime.phases import PhaseRuntime
 from controller.runtime.sources import ConfigSource, DesiredSource
 from controller.runtime.store import STATE_NAME, LeaseLost, State, StateStore
 from controller.snapshot import Snapshot
@@ -60,7 +62,8 @@ class Controller:
 
     def __init__(self, cfg: LoopConfig, swarm: SwarmClient, azure: ScaleSetClient,
                  source: DesiredSource, catalog: Catalog, sink: EventSink,
-                 metrics: Metrics, planner: Planner = plan) -> None:
+                 metrics: Metrics, planner: Planner = rollout_plan,
+                 resources: ResourceGroupClient | None = None) -> None:
         self.cfg = cfg
         self.planner = planner
         self.swarm = swarm
@@ -72,6 +75,7 @@ class Controller:
         self.store = StateStore(swarm)
         self.wake = asyncio.Event()
         self.executor = Executor(swarm, azure, sink, metrics, self.trigger)
+        self.phases = PhaseRuntime(swarm, resources, catalog, sink)
         self.hostname = ""
         self.holding = False
         self.failures = 0
@@ -87,7 +91,7 @@ class Controller:
     def status(self) -> dict[str, object]:
         return {"replica": self.cfg.replica, "node": self.hostname, "leaseHeld": self.holding,
                 "lastPassAt": self.last_pass_at, "verdict": self.last_verdict,
-                "halted": bool(self.halted_digest)}
+                "halted": bool(self.halted_digest), "phase": self.phases.phase}
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -193,9 +197,10 @@ class Controller:
     ) -> tuple[Snapshot, Decision, float]:
         raw = await observe_dict(self.swarm, self.azure, desired.manager_scale_set,
                                  desired.worker_scale_set, self.hostname)
-        snapshot = Snapshot.from_dict(raw)
         now = time.time()
-        return snapshot, self.planner(desired, snapshot, progress, self.catalog, now), now
+        # The phases' observations (deployments, services, the template check when needed).
+        snapshot, decision = await self.phases.plan(desired, raw, progress, now, self.planner)
+        return snapshot, decision, now
 
     async def _act(self, desired: Desired, state: State) -> float:
         blocked = self.executor.take_blocked()
@@ -226,6 +231,7 @@ class Controller:
         urls = [self.azure.portal_url(desired.manager_scale_set),
                 self.azure.portal_url(desired.worker_scale_set)]
         progress_events(self.sink, progress, decision.progress, version, urls)
+        self.phases.events(progress, decision.progress, version)
         reason_events(self.sink, decision, rid, version)
         self.executor.rollout, self.executor.version = rid, version
         if decision.verdict == d.DONE and decision.progress is not None \
@@ -237,7 +243,8 @@ class Controller:
             if action.kind == d.HANDOVER_LEASE:
                 await self._hand_over(rid, version)
                 return 1.0
-            await self.executor.run(action)
+            if not await self.phases.run(action, rid, version):
+                await self.executor.run(action)
         return decision.requeue_after
 
     async def _hand_over(self, rid: str, version: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from controller.adapters.azure import ScaleSetClient
+from controller.adapters.resources import ResourceGroupClient
 from controller.adapters.swarm import SwarmClient
 from controller.catalog import load_catalog
 from controller.runtime.events import EventSink
@@ -54,18 +55,28 @@ def make(swarm: LocalSwarm, arm: ArmServer, index: int, desired: Path, out: io.S
     sink = EventSink(out)
     source = FileSource(str(desired), load_catalog(), sink, lambda: None)
     source.poll()
+    resources = ResourceGroupClient(SUB, RG, credential=azure.credential, base_url=arm.url,
+                                    connection_verify=str(arm.ca_path), polling_interval=0.05)
     return Controller(LoopConfig(replica=replica, lease_duration=6.0), client, azure, source,
-                      load_catalog(), sink, Metrics())
+                      load_catalog(), sink, Metrics(), resources=resources)
 
 
 async def close(c: Controller) -> None:
     await c.executor.close()
     await c.swarm.close()
+    if c.phases.resources is not None:
+        await c.phases.resources.close()
     await c.azure.close()
 
 
+# Events of the resources phase, which runs before the first node (tests/e2e/test_phases.py).
+RESOURCE_EVENTS = {"PhaseStarted", "PhaseCompleted", "DeploymentStarted", "DeploymentSucceeded",
+                   "Deploying", "TemplateCheckPending"}
+
+
 def reasons(out: io.StringIO) -> list[str]:
-    return [json.loads(line)["reason"] for line in out.getvalue().splitlines()]
+    return [r for r in (json.loads(line)["reason"] for line in out.getvalue().splitlines())
+            if r not in RESOURCE_EVENTS]
 
 
 async def test_one_node_goes_through_its_steps_and_is_reimaged_once(
@@ -77,6 +88,14 @@ async def test_one_node_goes_through_its_steps_and_is_reimaged_once(
     a = make(swarm3, arm, 0, desired, out_a, "replica-a")
     b = make(swarm3, arm, 2, desired, out_b, "replica-b")
     try:
+        for _ in range(50):  # the resources phase: ARM validates, then the template is deployed
+            await a.reconcile()
+            await b.reconcile()
+            if a.phases.phase == "nodes":
+                break
+            await asyncio.sleep(0.1)
+        deployed = [e for e in arm.request_log if e.operation == "Deployments_CreateOrUpdate"]
+        assert len(deployed) == 1 and a.phases.phase == "nodes"
         for _ in range(8):
             await a.reconcile()
             await b.reconcile()  # never acts: a holds the lease
@@ -86,7 +105,8 @@ async def test_one_node_goes_through_its_steps_and_is_reimaged_once(
                      "InstanceReimaging"):
             assert log_a.count(step) == 1, (step, log_a)
         assert "LeaseAcquired" not in reasons(out_b)
-        started = json.loads(out_a.getvalue().splitlines()[2])["message"]
+        started = next(e["message"] for e in map(json.loads, out_a.getvalue().splitlines())
+                       if e["reason"] == "RolloutStarted")
         assert "virtualMachineScaleSets/swarm-manager-vmss/instances" in started
         assert "virtualMachineScaleSets/swarm-worker-vmss/instances" in started
         reimages = [e for e in arm.request_log
