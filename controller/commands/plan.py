@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from controller import decision as d
+from controller import planner, rollout
 from controller.catalog import Catalog, CatalogError, ImageRef, load_catalog
 from controller.decision import Decision
 from controller.model import DeclarationError, Desired, load_desired_file
-from controller.planner import plan
 from controller.progress import Progress
 from controller.snapshot import Snapshot
 
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print(err, file=sys.stderr)
         return EXIT_BAD_INPUT
     now = args.now if args.now is not None else (snapshot.observed_at or time.time())
-    decision = plan(desired, snapshot, progress, catalog, now)
+    decision = decide(desired, snapshot, progress, catalog, now)
     if args.output == "json":
         print(json.dumps(to_json(decision, desired, snapshot, catalog), indent=2))
     else:
@@ -156,12 +156,31 @@ def run_live(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     now = args.now if args.now is not None else time.time()
     snapshot = live.snapshot_of(view, now)
-    decision = plan(desired, snapshot, progress, catalog, now)
+    decision = decide(desired, snapshot, progress, catalog, now)
     if args.output == "json":
         print(json.dumps(to_json(decision, desired, snapshot, catalog), indent=2))
     else:
         print(to_text(decision, desired, snapshot, catalog))
     return EXIT_REFUSED if decision.verdict in (d.REFUSED, d.HALTED) else EXIT_OK
+
+
+def decide(
+    desired: Desired, snapshot: Snapshot, progress: Progress | None, catalog: Catalog, now: float
+) -> Decision:
+    """The three-phase plan (resources → nodes → services) when the snapshot observed the
+    resource group or the services (`swarm-upgrade snapshot` does); the node phase alone for an
+    older snapshot without them."""
+    seen = snapshot.observed
+    if seen.deployments is None and seen.services is None:
+        return planner.plan(desired, snapshot, progress, catalog, now)
+    return rollout.plan(desired, snapshot, progress, catalog, now)
+
+
+def _what_if(snapshot: Snapshot) -> list[dict[str, str]]:
+    check = snapshot.observed.template_check
+    if check is None:
+        return []
+    return [{"resourceId": c.resource_id, "changeType": c.change_type} for c in check.changes]
 
 
 def _versions(snapshot: Snapshot, catalog: Catalog) -> dict[str, str]:
@@ -195,6 +214,9 @@ def to_json(
     ]
     if decision.progress is not None:
         out["progress"] = decision.progress.to_dict()
+        out["phase"] = decision.progress.phase or "nodes"
+    if snapshot.observed.template_check is not None:
+        out["whatIf"] = _what_if(snapshot)
     return out
 
 
@@ -207,6 +229,12 @@ def to_text(decision: Decision, desired: Desired, snapshot: Snapshot, catalog: C
     for r in decision.reasons:
         mark = "!" if r.severity == d.WARNING else "-"
         lines.append(f"  {mark} {r.code}: {r.message}")
+    if decision.progress is not None and decision.progress.phase:
+        lines += ["", f"Phase: {decision.progress.phase} (resources → nodes → services)"]
+    changes = _what_if(snapshot)
+    if changes:
+        lines += ["", "What the release's template changes (ARM what-if):"]
+        lines += [f"  {c['changeType']:<9} {c['resourceId']}" for c in changes]
     if decision.order:
         current = _versions(snapshot, catalog)
         in_flight = decision.progress.nodes if decision.progress is not None else {}
@@ -244,6 +272,10 @@ def _describe(a: d.Action) -> str:
         return f"set_model_image: scale set {a.scale_set} → image version {image.get('version')}"
     if a.kind == d.SET_AVAILABILITY:
         return f"set_availability: {a.node} → {a.params.get('availability')}"
+    if a.kind == d.DEPLOY_TEMPLATE:
+        return f"deploy_template: {a.params.get('deployment')} ({a.params.get('mode')})"
+    if a.kind == d.UPDATE_SERVICE:
+        return f"update_service: {a.params.get('service')} → {a.params.get('image')}"
     if a.kind == d.HANDOVER_LEASE:
         return f"handover_lease: {a.node} hands the rollout to a replica on another manager"
     node_id = f" node {a.node_id[:12]}" if a.node_id else ""

@@ -1,4 +1,9 @@
-"""`swarm-upgrade snapshot`: print the live snapshot (the JSON `plan --snapshot` reads)."""
+"""`swarm-upgrade snapshot`: print the live snapshot (the JSON `plan --snapshot` reads).
+
+With `--desired-file`, the snapshot also carries ARM's validation and what-if of the target
+release's template (`templateCheck`), so that `plan` shows what the template changes before the
+controller applies it.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from controller.commands.run import FLAGS, Flag, add_flags, resolve
 SNAPSHOT_FLAGS: tuple[Flag, ...] = (
     *(f for f in FLAGS if f.name in (
         "env-file", "docker-host", "subscription-id", "resource-group", "arm-endpoint",
-        "arm-retries", "arm-timeout", "swarm-timeout", "polling-interval")),
+        "arm-retries", "arm-timeout", "swarm-timeout", "polling-interval", "desired-file",
+        "catalog")),
     Flag("managers", "scale set of the managers", "swarm-manager-vmss"),
     Flag("workers", "scale set of the workers", "swarm-worker-vmss"),
 )
@@ -40,15 +46,33 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from controller.adapters.azure import AzureFailure
     from controller.adapters.swarm import SwarmClient, SwarmError
-    from controller.runtime.app import make_azure
+    from controller.catalog import CatalogError, load_catalog
+    from controller.model import DeclarationError, load_desired_file
+    from controller.runtime.app import make_azure, make_resources
+    from controller.runtime.events import EventSink
     from controller.runtime.observe import observe_dict
+    from controller.runtime.phases import PhaseRuntime
+
+    try:
+        catalog = load_catalog(opts["catalog"])
+        desired = load_desired_file(opts["desired_file"]) if opts["desired_file"] else None
+    except (CatalogError, DeclarationError) as err:
+        print(f"swarm-upgrade snapshot: {err}", file=sys.stderr)
+        return 2
 
     async def observe() -> dict[str, Any]:
         async with SwarmClient(opts["docker_host"], timeout=opts["swarm_timeout"]) as swarm:
             azure = make_azure(opts)
+            resources = make_resources(opts, azure)
             try:
-                return await observe_dict(swarm, azure, opts["managers"], opts["workers"])
+                raw = await observe_dict(swarm, azure, opts["managers"], opts["workers"])
+                phases = PhaseRuntime(swarm, resources, catalog, EventSink(sys.stderr))
+                raw.update(await phases.observe())
+                if desired is not None:
+                    await phases.check_for(desired, raw)
+                return raw
             finally:
+                await resources.close()
                 await azure.close()
 
     try:
