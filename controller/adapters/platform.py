@@ -38,9 +38,30 @@ def service_fields(svc: Mapping[str, Any]) -> JSON:
 
 
 async def observe_services(client: SwarmClient) -> list[JSON]:
-    """Every service in snapshot shape, with running/desired task counts."""
+    """Every service in snapshot shape, with running/desired task counts. For a service whose
+    update swarm rolled back or paused, `updateMessage` also carries the error of its newest
+    failed task (why the new image did not start)."""
     found = await client.request("GET", "services", params={"status": "true"})
-    return [service_fields(s) for s in cast(list[JSON], found)]
+    out = [service_fields(s) for s in cast(list[JSON], found)]
+    for entry in out:
+        if entry["updateState"].startswith("rollback") or entry["updateState"] == "paused":
+            why = await task_failure(client, entry["id"])
+            if why:
+                entry["updateMessage"] = "; ".join(m for m in (entry["updateMessage"], why) if m)
+    return out
+
+
+async def task_failure(client: SwarmClient, service_id: str) -> str:
+    """`task of IMAGE failed: ERR` for the newest failed or rejected task of the service."""
+    tasks = await client.tasks({"service": [service_id]})
+    failed = [t for t in tasks if (t.get("Status") or {}).get("State") in ("failed", "rejected")
+              and (t.get("Status") or {}).get("Err")]
+    if not failed:
+        return ""
+    newest = max(failed, key=lambda t: parse_time((t.get("Status") or {}).get("Timestamp")))
+    status = newest["Status"]
+    spec = ((newest.get("Spec") or {}).get("ContainerSpec")) or {}
+    return f"a task of {spec.get('Image', '?')} {status['State']}: {status['Err']}"[:300]
 
 
 def swarm_update_config(config: Mapping[str, Any]) -> JSON:

@@ -126,5 +126,6 @@ async def test_a_new_image_that_fails_its_start_is_rolled_back_by_swarm(
         assert svc.image == "local/meta:1", "swarm restored the previous spec"
         assert svc.update_started_at >= asked - phases.CLOCK_SLACK
         assert "rollback" in svc.update_message
+        assert "a task of local/meta:broken failed" in svc.update_message, svc.update_message
     finally:
         api(swarm1.daemons[0].sock, "DELETE", f"/services/{sid}")
