@@ -17,4 +17,6 @@ echo "== mypy (strict on controller/)"
 echo "== import contracts"
 .venv/bin/lint-imports
 echo "== pytest"
+# The e2e tests start `swarm-upgrade` (and `swarm-testbed`) as subprocesses: the venv's.
+export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/pytest "$@"
