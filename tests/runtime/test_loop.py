@@ -27,6 +27,7 @@ from testbed.arm.fake_driver import FakeDriver
 from tests.runtime.localswarm import LocalSwarm
 
 SUB, RG = "00000000-0000-0000-0000-0000000000bb", "rg"
+LEASE = 4.0  # long enough for a pass on a loaded machine (the resources phase adds passes)
 OLD = {"publisher": "docker", "offer": "docker4azure", "sku": "stable", "version": "17.06.0"}
 DESIRED = ("apiVersion: swarm-upgrade.io/v1alpha1\nkind: SwarmUpgrade\nmetadata:\n  name: t\n"
            "spec:\n  channel: stable\n  version: 17.06.1-ce-azure1\n")
@@ -40,6 +41,7 @@ async def arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
                          "rt-manager")
     server.add_scale_set("swarm-worker-vmss", "worker", {"channel": "stable"}, OLD, 0,
                          "rt-worker")
+    server.deployments.seconds = 0.05  # the resources phase before the first node: quick
     await server.start()
     for key, value in server.environment().items():
         monkeypatch.setenv(key, value)
@@ -57,7 +59,7 @@ def make(swarm: LocalSwarm, arm: ArmServer, index: int, desired: Path, out: io.S
     source.poll()
     resources = ResourceGroupClient(SUB, RG, credential=azure.credential, base_url=arm.url,
                                     connection_verify=str(arm.ca_path), polling_interval=0.05)
-    return Controller(LoopConfig(replica=replica, lease_duration=6.0), client, azure, source,
+    return Controller(LoopConfig(replica=replica, lease_duration=LEASE), client, azure, source,
                       load_catalog(), sink, Metrics(), resources=resources)
 
 
@@ -93,7 +95,7 @@ async def test_one_node_goes_through_its_steps_and_is_reimaged_once(
             await b.reconcile()
             if a.phases.phase == "nodes":
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         deployed = [e for e in arm.request_log if e.operation == "Deployments_CreateOrUpdate"]
         assert len(deployed) == 1 and a.phases.phase == "nodes"
         for _ in range(8):
@@ -120,7 +122,7 @@ async def test_one_node_goes_through_its_steps_and_is_reimaged_once(
         # a crashes (no release): b takes over once the lease expires and resumes — it waits
         # for the rejoin and does not ask for a second reimage.
         await close(a)
-        await asyncio.sleep(6.5)
+        await asyncio.sleep(LEASE + 0.2)
         for _ in range(4):
             await b.reconcile()
         assert "LeaseAcquired" in reasons(out_b), out_b.getvalue()
