@@ -33,6 +33,7 @@ from aiohttp import web
 
 from testbed.arm.faults import Faults
 from testbed.arm.operations import Operation, OperationFailed, Operations
+from testbed.arm.rbac import RoleCheck
 from testbed.arm.routing import (
     RESOURCE_GROUP,
     ArmError,
@@ -78,12 +79,13 @@ class DeploymentsProvider:
 
     def __init__(self, ctx: Context, operations: Operations, faults: Faults, *,
                  scale_sets: Mapping[str, ScaleSet] | None = None,
-                 seconds: float = 0.3) -> None:
+                 rbac: RoleCheck | None = None, seconds: float = 0.3) -> None:
         self.ctx = ctx
         self.scope = Scope(ctx.subscription_id, ctx.resource_group, ctx.location)
         self.operations = operations
         self.faults = faults
         self.scale_sets = scale_sets if scale_sets is not None else {}
+        self.rbac = rbac or RoleCheck(None)
         self.seconds = seconds  # how long a deployment runs
         self.deployments: dict[str, Deployment] = {}
         self.resources: dict[str, dict[str, Any]] = {}  # lower-case id → recorded resource
@@ -138,9 +140,22 @@ class DeploymentsProvider:
     def _evaluate(self, template: dict[str, Any], parameters: dict[str, Any]
                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         try:
-            return evaluate(template, parameters, self.scope)
+            resources, outputs = evaluate(template, parameters, self.scope)
         except TemplateInvalid as err:
             raise ArmError(400, "InvalidTemplate", err.message) from None
+        self._authorize(resources)
+        return resources, outputs
+
+    def _authorize(self, resources: list[dict[str, Any]]) -> None:
+        """ARM checks the caller may write every resource a deployment would write."""
+        for resource in resources:
+            action = f"{resource['type']}/write"
+            if not self.rbac.allows(action):
+                raise ArmError(403, "LinkedAuthorizationFailed",
+                               f"The client has permission to perform action "
+                               f"'Microsoft.Resources/deployments/write' but does not have "
+                               f"permission to perform action '{action}' on the linked scope "
+                               f"'{resource_id(resource, self.scope)}'.")
 
     def _id(self, name: str) -> str:
         return f"{self.scope.group_id}/providers/Microsoft.Resources/deployments/{name}"
@@ -253,6 +268,7 @@ class DeploymentsProvider:
         except TemplateInvalid as err:
             return json_response({"error": {"code": "InvalidTemplate", "message": err.message}},
                                  status=400)
+        self._authorize(resources)
         dep = Deployment(arm.param("deploymentName"), template, parameters, mode,
                          state="Succeeded")
         body = self.render(dep)

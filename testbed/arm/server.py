@@ -98,7 +98,8 @@ class ArmServer:
         self.router.add(self.compute.routes())
         self.router.add(VmRoutes(self.compute).routes())
         self.deployments = DeploymentsProvider(self.compute.ctx, self.operations, self.faults,
-                                               scale_sets=self.compute.scale_sets)
+                                               scale_sets=self.compute.scale_sets,
+                                               rbac=self.rbac)
         self.router.add(self.deployments.routes())
         self.url = ""
         self.ca_path = self.cert_dir / "ca.pem"
