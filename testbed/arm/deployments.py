@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,6 @@ from aiohttp import web
 
 from testbed.arm.faults import Faults
 from testbed.arm.operations import Operation, OperationFailed, Operations
-from testbed.arm.rbac import RoleCheck
 from testbed.arm.routing import (
     RESOURCE_GROUP,
     ArmError,
@@ -79,13 +78,13 @@ class DeploymentsProvider:
 
     def __init__(self, ctx: Context, operations: Operations, faults: Faults, *,
                  scale_sets: Mapping[str, ScaleSet] | None = None,
-                 rbac: RoleCheck | None = None, seconds: float = 0.3) -> None:
+                 allows: Callable[[str], bool] | None = None, seconds: float = 0.3) -> None:
         self.ctx = ctx
         self.scope = Scope(ctx.subscription_id, ctx.resource_group, ctx.location)
         self.operations = operations
         self.faults = faults
         self.scale_sets = scale_sets if scale_sets is not None else {}
-        self.rbac = rbac or RoleCheck(None)
+        self.allows = allows or (lambda action: True)  # the caller's role (server.rbac)
         self.seconds = seconds  # how long a deployment runs
         self.deployments: dict[str, Deployment] = {}
         self.resources: dict[str, dict[str, Any]] = {}  # lower-case id → recorded resource
@@ -150,7 +149,7 @@ class DeploymentsProvider:
         """ARM checks the caller may write every resource a deployment would write."""
         for resource in resources:
             action = f"{resource['type']}/write"
-            if not self.rbac.allows(action):
+            if not self.allows(action):
                 raise ArmError(403, "LinkedAuthorizationFailed",
                                f"The client has permission to perform action "
                                f"'Microsoft.Resources/deployments/write' but does not have "

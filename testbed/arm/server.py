@@ -99,7 +99,7 @@ class ArmServer:
         self.router.add(VmRoutes(self.compute).routes())
         self.deployments = DeploymentsProvider(self.compute.ctx, self.operations, self.faults,
                                                scale_sets=self.compute.scale_sets,
-                                               rbac=self.rbac)
+                                               allows=lambda action: self.rbac.allows(action))
         self.router.add(self.deployments.routes())
         self.url = ""
         self.ca_path = self.cert_dir / "ca.pem"

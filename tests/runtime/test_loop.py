@@ -27,7 +27,7 @@ from testbed.arm.fake_driver import FakeDriver
 from tests.runtime.localswarm import LocalSwarm
 
 SUB, RG = "00000000-0000-0000-0000-0000000000bb", "rg"
-LEASE = 4.0  # long enough for a pass on a loaded machine (the resources phase adds passes)
+LEASE = 8.0  # long enough for a pass on a loaded machine (the resources phase adds passes)
 OLD = {"publisher": "docker", "offer": "docker4azure", "sku": "stable", "version": "17.06.0"}
 DESIRED = ("apiVersion: swarm-upgrade.io/v1alpha1\nkind: SwarmUpgrade\nmetadata:\n  name: t\n"
            "spec:\n  channel: stable\n  version: 17.06.1-ce-azure1\n")
@@ -148,14 +148,18 @@ async def test_a_refusal_while_following_a_reimage_halts_instead_of_reporting_a_
 
     desired = tmp_path / "desired.yaml"
     desired.write_text(DESIRED)
-    arm.rbac = RoleCheck(["Microsoft.Compute/virtualMachineScaleSets/*"])
+    # Everything but the operation status: the scale sets, and the resources phase's
+    # deployments (with the writes of the template's resources).
+    arm.rbac = RoleCheck(["Microsoft.Compute/virtualMachineScaleSets/*", "Microsoft.Resources/*",
+                          "Microsoft.Storage/*", "Microsoft.Network/*"])
     out = io.StringIO()
     a = make(swarm3, arm, 0, desired, out, "replica-a")
     try:
-        for _ in range(8):
+        for _ in range(60):  # the resources phase, then the first node's steps
             await a.reconcile()
             if "InstanceReimaging" in reasons(out):
                 break
+            await asyncio.sleep(0.05)
         assert "InstanceReimaging" in reasons(out), reasons(out)
         for _ in range(100):  # the tracking task meets the 403 on the operation's status
             if any(e.status == 403 for e in arm.request_log):
