@@ -27,6 +27,17 @@ ROLE_ACTIONS = {
     "Microsoft.Compute/virtualMachineScaleSets/manualUpgrade/action",
     "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read",
     "Microsoft.Compute/locations/operations/read",
+    # The resources phase (issue 6): the release's template, and the writes ARM checks for the
+    # resource types of the bundled templates (tests/packaging/test_packaging_role.py).
+    "Microsoft.Resources/deployments/read",
+    "Microsoft.Resources/deployments/write",
+    "Microsoft.Resources/deployments/validate/action",
+    "Microsoft.Resources/deployments/whatIf/action",
+    "Microsoft.Resources/deployments/operationstatuses/read",
+    "Microsoft.Storage/storageAccounts/write",
+    "Microsoft.Network/publicIPAddresses/write",
+    "Microsoft.Network/loadBalancers/write",
+    "Microsoft.Resources/tags/write",
 }
 
 
@@ -198,12 +209,14 @@ def test_missing_required_variable_is_refused_by_name(tmp_path: Path) -> None:
     assert "AZURE_RESOURCE_GROUP" in proc.stderr
 
 
-def test_azure_role_holds_only_the_compute_actions_the_controller_calls() -> None:
+def test_azure_role_holds_only_the_actions_the_controller_calls() -> None:
     role = json.loads((MANIFESTS / "azure-role.json").read_text())
     assert role["IsCustom"] is True
     assert role["Name"] and role["Description"]
     assert set(role["Actions"]) == ROLE_ACTIONS
-    assert all(action.startswith("Microsoft.Compute/") for action in role["Actions"])
+    assert all(action.startswith(("Microsoft.Compute/", "Microsoft.Resources/",
+                                  "Microsoft.Storage/", "Microsoft.Network/"))
+               for action in role["Actions"])
     assert not any("*" in action for action in role["Actions"])
     assert role["NotActions"] == [] and role["DataActions"] == []
     assert role["AssignableScopes"] == [
