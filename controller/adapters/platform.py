@@ -9,12 +9,27 @@ swarm adapter's timeout and error mapping.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from controller.adapters.swarm import SwarmClient, parse_time
+from controller.adapters.swarm import parse_time
 
 JSON = dict[str, Any]
 NS = 1_000_000_000  # swarm durations are nanoseconds
+
+
+class ServiceClient(Protocol):
+    """What this module calls on the swarm (SwarmClient, or an in-memory swarm of a scale
+    simulation)."""
+
+    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                      body: Any = None) -> Any: ...
+
+    async def tasks(self, filters: Mapping[str, list[str]] | None = None) -> list[JSON]: ...
+
+    async def service(self, service_id: str) -> JSON: ...
+
+    async def update_service(self, service_id: str, version: int,
+                             spec: Mapping[str, Any]) -> None: ...
 
 
 def service_fields(svc: Mapping[str, Any]) -> JSON:
@@ -37,7 +52,7 @@ def service_fields(svc: Mapping[str, Any]) -> JSON:
     }
 
 
-async def observe_services(client: SwarmClient) -> list[JSON]:
+async def observe_services(client: ServiceClient) -> list[JSON]:
     """Every service in snapshot shape, with running/desired task counts. For a service whose
     update swarm rolled back or paused, `updateMessage` also carries the error of its newest
     failed task (why the new image did not start)."""
@@ -51,7 +66,7 @@ async def observe_services(client: SwarmClient) -> list[JSON]:
     return out
 
 
-async def task_failure(client: SwarmClient, service_id: str) -> str:
+async def task_failure(client: ServiceClient, service_id: str) -> str:
     """`task of IMAGE failed: ERR` for the newest failed or rejected task of the service."""
     tasks = await client.tasks({"service": [service_id]})
     failed = [t for t in tasks if (t.get("Status") or {}).get("State") in ("failed", "rejected")
@@ -77,7 +92,7 @@ def swarm_update_config(config: Mapping[str, Any]) -> JSON:
 
 
 async def update_image(
-    client: SwarmClient, service_id: str, image: str, config: Mapping[str, Any]
+    client: ServiceClient, service_id: str, image: str, config: Mapping[str, Any]
 ) -> bool:
     """Set the service's image with `config` as its update config (and a matching rollback
     config); False, sending nothing, when the spec already has that image."""

@@ -15,7 +15,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import aiodocker
 import aiohttp
@@ -301,7 +301,17 @@ def node_fields(node: Mapping[str, Any], running_tasks: int) -> JSON:
     return out
 
 
-async def observe_nodes(client: SwarmClient) -> list[JSON]:
+class NodeLister(Protocol):
+    """What `observe_nodes` reads (SwarmClient, or an in-memory swarm of a scale simulation)."""
+
+    async def nodes(self) -> list[JSON]: ...
+
+    async def services(self) -> list[JSON]: ...
+
+    async def tasks(self, filters: Mapping[str, list[str]] | None = None) -> list[JSON]: ...
+
+
+async def observe_nodes(client: NodeLister) -> list[JSON]:
     """All nodes in snapshot shape, with running tasks of non-controller services counted."""
     nodes, services, tasks = await asyncio.gather(
         client.nodes(), client.services(), client.tasks({"desired-state": ["running"]})

@@ -17,18 +17,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller import decision as d
-from controller.adapters.azure import AzureFailure, AzurePermanent, Reimage, ScaleSetClient
-from controller.adapters.swarm import NotFound, SwarmClient, SwarmError
+from controller.adapters.azure import AzureFailure, AzurePermanent
+from controller.adapters.swarm import NotFound, SwarmError
 from controller.decision import Action
 from controller.runtime import events as ev
 from controller.runtime.events import EventSink
 from controller.runtime.health import Metrics
+from controller.runtime.ports import ReimagePort, ScaleSetPort, SwarmPort
 
 
 class Executor:
     """Executes one action at a time; keeps the reimages in flight."""
 
-    def __init__(self, swarm: SwarmClient, azure: ScaleSetClient, sink: EventSink,
+    def __init__(self, swarm: SwarmPort, azure: ScaleSetPort, sink: EventSink,
                  metrics: Metrics, trigger: Callable[[], None]) -> None:
         self.swarm = swarm
         self.azure = azure
@@ -125,7 +126,7 @@ class Executor:
                    f"target image (manual upgrade accepted by ARM)")
         self.reimages[key] = asyncio.create_task(self._track(a, reimage))
 
-    async def _track(self, a: Action, reimage: Reimage) -> None:
+    async def _track(self, a: Action, reimage: ReimagePort) -> None:
         started = time.monotonic()
         try:
             await reimage.wait()

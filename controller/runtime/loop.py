@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller import decision as d
-from controller.adapters.azure import AzureFailure, AzurePermanent, ScaleSetClient
+from controller.adapters.azure import AzureFailure, AzurePermanent
 from controller.adapters.resources import ResourceGroupClient
-from controller.adapters.swarm import Conflict, NotFound, SwarmClient, SwarmError
+from controller.adapters.swarm import Conflict, NotFound, SwarmError
 from controller.catalog import Catalog
 from controller.decision import Decision
 from controller.model import Desired
@@ -38,6 +37,7 @@ from controller.runtime.narrate import (
 )
 from controller.runtime.observe import observe_dict
 from controller.runtime.phases import PhaseRuntime
+from controller.runtime.ports import Clock, ScaleSetPort, SwarmPort, SystemClock
 from controller.runtime.sources import ConfigSource, DesiredSource
 from controller.runtime.store import STATE_NAME, LeaseLost, State, StateStore
 from controller.snapshot import Snapshot
@@ -60,12 +60,14 @@ class LoopConfig:
 class Controller:
     """One replica of the controller."""
 
-    def __init__(self, cfg: LoopConfig, swarm: SwarmClient, azure: ScaleSetClient,
+    def __init__(self, cfg: LoopConfig, swarm: SwarmPort, azure: ScaleSetPort,
                  source: DesiredSource, catalog: Catalog, sink: EventSink,
                  metrics: Metrics, planner: Planner = rollout_plan,
-                 resources: ResourceGroupClient | None = None) -> None:
+                 resources: ResourceGroupClient | None = None, clock: Clock | None = None
+                 ) -> None:
         self.cfg = cfg
         self.planner = planner
+        self.clock: Clock = clock or SystemClock()
         self.swarm = swarm
         self.azure = azure
         self.source = source
@@ -108,8 +110,11 @@ class Controller:
                 self.wake.clear()
                 delay = await self.reconcile()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), delay)
-                await asyncio.sleep(0.05)  # coalesce bursts of events
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation
+                    # that arrives as the wake-up does, and the replica would never stop.
+                    async with asyncio.timeout(delay):
+                        await self.wake.wait()
+                await self.clock.sleep(0.05)  # coalesce bursts of events
         finally:
             for task in tasks:
                 task.cancel()
@@ -119,7 +124,7 @@ class Controller:
             await self.executor.close()
             if self.holding:
                 with contextlib.suppress(SwarmError, LeaseLost):
-                    await self.store.release(self.cfg.replica, time.time())
+                    await self.store.release(self.cfg.replica, self.clock.now())
 
     async def reconcile(self) -> float:
         """One pass; returns when to look again (seconds)."""
@@ -147,7 +152,7 @@ class Controller:
                            f"{err}; retrying in {delay:g}s")
         except ValueError as err:  # a corrupt progress record or an impossible observation
             return self._halt(f"cannot continue: {err}")
-        self.last_pass_at = time.time()
+        self.last_pass_at = self.clock.now()
         self.metrics.passes.inc()
         return delay
 
@@ -156,7 +161,7 @@ class Controller:
         self.halted_digest = desired.digest if desired else "-"
         self.sink.emit(ev.WARNING, ev.CONTROLLER_HALTED, f"node/{self.hostname or '?'}",
                        f"{message}; nothing more is touched until the declaration changes")
-        self.last_pass_at = time.time()
+        self.last_pass_at = self.clock.now()
         return self.cfg.resync
 
     def _lost(self, why: str) -> None:
@@ -176,7 +181,7 @@ class Controller:
             self.halted_digest = ""
         if not self.hostname:
             self.hostname = (await self.swarm.info()).hostname
-        now = time.time()
+        now = self.clock.now()
         async with self._write:
             state, held = await self.store.acquire(
                 self.cfg.replica, self.hostname, now, self.cfg.lease_duration)
@@ -196,8 +201,8 @@ class Controller:
         self, desired: Desired, progress: Progress | None
     ) -> tuple[Snapshot, Decision, float]:
         raw = await observe_dict(self.swarm, self.azure, desired.manager_scale_set,
-                                 desired.worker_scale_set, self.hostname)
-        now = time.time()
+                                 desired.worker_scale_set, self.hostname, self.clock.now())
+        now = self.clock.now()
         # The phases' observations (deployments, services, the template check when needed).
         snapshot, decision = await self.phases.plan(desired, raw, progress, now, self.planner)
         return snapshot, decision, now
@@ -212,14 +217,14 @@ class Controller:
             # A halt stops the rollout until a person acts, so it must not come from one odd
             # observation: right after leadership moves, the new leader shows nodes unknown or
             # down for a moment. Look again for `halt_confirm` seconds; any other answer wins.
-            deadline = time.monotonic() + self.cfg.halt_confirm
-            while decision.verdict == d.HALTED and time.monotonic() < deadline:
+            deadline = self.clock.now() + self.cfg.halt_confirm
+            while decision.verdict == d.HALTED and self.clock.now() < deadline:
                 first = decision.reasons[0]
                 self.sink.note(ev.NORMAL, "ConfirmingHalt", ev.rollout_object(
                     rollout_id(decision.progress, desired.name)),
                     f"{first.code}: {first.message}; looking again for "
                     f"{self.cfg.halt_confirm:g}s before halting", version=desired.version)
-                await asyncio.sleep(min(2.0, self.cfg.halt_confirm))
+                await self.clock.sleep(min(2.0, self.cfg.halt_confirm))
                 snapshot, decision, now = await self._decide(desired, progress)
         self._measure(decision, snapshot, desired)
         rid = rollout_id(decision.progress, desired.name)
@@ -249,7 +254,7 @@ class Controller:
 
     async def _hand_over(self, rid: str, version: str) -> None:
         async with self._write:
-            await self.store.hand_over(self.cfg.replica, self.hostname, time.time())
+            await self.store.hand_over(self.cfg.replica, self.hostname, self.clock.now())
         self.holding = False
         self.metrics.leader.set(0)
         self.sink.emit(ev.NORMAL, ev.LEASE_HANDED_OVER, f"node/{self.hostname}",
@@ -270,12 +275,13 @@ class Controller:
     async def _renew(self) -> None:
         """Keep the lease while holding it (every third of its duration)."""
         while True:
-            await asyncio.sleep(self.cfg.lease_duration / 3)
+            await self.clock.sleep(self.cfg.lease_duration / 3)
             if not self.holding:
                 continue
             try:
                 async with self._write:
-                    await self.store.renew(self.cfg.replica, time.time(), self.cfg.lease_duration)
+                    await self.store.renew(self.cfg.replica, self.clock.now(),
+                                           self.cfg.lease_duration)
             except LeaseLost as err:
                 self._lost(str(err))
                 self.trigger()
@@ -299,7 +305,7 @@ class Controller:
             except SwarmError:
                 failures += 1
             self.trigger()  # something may have been missed while disconnected
-            await asyncio.sleep(min(MAX_BACKOFF, 0.5 * 2 ** min(failures, 6)))
+            await self.clock.sleep(min(MAX_BACKOFF, 0.5 * 2 ** min(failures, 6)))
 
 
 def _rid(state: State) -> str:

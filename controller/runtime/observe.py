@@ -9,13 +9,13 @@ import asyncio
 import time
 from typing import Any
 
-from controller.adapters.azure import ScaleSetClient
-from controller.adapters.swarm import SwarmClient, observe_nodes
+from controller.adapters.swarm import observe_nodes
+from controller.runtime.ports import ScaleSetPort, SwarmPort
 
 
 async def observe_dict(
-    swarm: SwarmClient, azure: ScaleSetClient, managers: str, workers: str,
-    self_hostname: str | None = None,
+    swarm: SwarmPort, azure: ScaleSetPort, managers: str, workers: str,
+    self_hostname: str | None = None, observed_at: float | None = None,
 ) -> dict[str, Any]:
     """The snapshot as JSON-ready data (docs/architecture.md, "Snapshot")."""
     if self_hostname is None:
@@ -23,4 +23,5 @@ async def observe_dict(
     nodes, sets = await asyncio.gather(
         observe_nodes(swarm), azure.observe({managers: "manager", workers: "worker"})
     )
-    return {"self": self_hostname, "observedAt": time.time(), "nodes": nodes, "scaleSets": sets}
+    stamp = time.time() if observed_at is None else observed_at
+    return {"self": self_hostname, "observedAt": stamp, "nodes": nodes, "scaleSets": sets}

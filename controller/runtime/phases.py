@@ -21,9 +21,8 @@ from typing import Any
 from controller import decision as d
 from controller import phases, rollout
 from controller import progress as pg
-from controller.adapters.platform import observe_services, update_image
+from controller.adapters.platform import ServiceClient, observe_services, update_image
 from controller.adapters.resources import ResourceGroupClient
-from controller.adapters.swarm import SwarmClient
 from controller.catalog import Catalog, Release
 from controller.decision import Action, Decision
 from controller.model import Desired
@@ -50,7 +49,7 @@ _DESCRIBE = {
 class PhaseRuntime:
     """Observation, execution and events of the resources and services phases."""
 
-    def __init__(self, swarm: SwarmClient, resources: ResourceGroupClient | None,
+    def __init__(self, swarm: ServiceClient, resources: ResourceGroupClient | None,
                  catalog: Catalog, sink: EventSink) -> None:
         self.swarm = swarm
         self.resources = resources

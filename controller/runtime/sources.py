@@ -19,11 +19,12 @@ import hashlib
 import os
 from collections.abc import Callable
 
-from controller.adapters.swarm import SwarmClient, SwarmError, parse_time
+from controller.adapters.swarm import SwarmError, parse_time
 from controller.catalog import Catalog
 from controller.model import DeclarationError, Desired, check_against_catalog, load_desired_text
 from controller.problems import capped
 from controller.runtime.events import INVALID_SPEC, SPEC_LOADED, WARNING, EventSink
+from controller.runtime.ports import SwarmPort
 
 Trigger = Callable[[], None]
 
@@ -118,7 +119,7 @@ class FileSource(DesiredSource):
 class ConfigSource(DesiredSource):
     """Docker config objects selected by `label`; the newest (CreatedAt) wins."""
 
-    def __init__(self, client: SwarmClient, label: str, catalog: Catalog, sink: EventSink,
+    def __init__(self, client: SwarmPort, label: str, catalog: Catalog, sink: EventSink,
                  trigger: Trigger, resync: float = 30.0) -> None:
         super().__init__(catalog, sink, trigger)
         self.client = client

@@ -16,7 +16,8 @@ import socket
 from dataclasses import dataclass, replace
 from typing import Any
 
-from controller.adapters.swarm import Conflict, NotFound, SwarmClient
+from controller.adapters.swarm import Conflict, NotFound
+from controller.runtime.ports import SwarmPort
 
 STATE_NAME = "swarm-upgrade-state"
 LEASE_LABEL = "swarm-upgrade.lease"
@@ -96,7 +97,7 @@ def _parse(config: dict[str, Any]) -> State:
 class StateStore:
     """Reads and compare-and-swaps the state object through the swarm adapter."""
 
-    def __init__(self, client: SwarmClient, name: str = STATE_NAME) -> None:
+    def __init__(self, client: SwarmPort, name: str = STATE_NAME) -> None:
         self.client = client
         self.name = name
 

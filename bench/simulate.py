@@ -1,0 +1,155 @@
+"""A whole rollout by the real loop and planner against the in-memory world, in virtual time.
+
+One `Controller` replica per manager (like the global manager-only service), each with its
+own `SwarmView`, sharing the `ScaleSets` and a `SimClock` on a `VirtualLoop`. The run ends at
+the first `RolloutSucceeded` event; `simulate()` returns the makespan and its lower bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bench.fakes import MANAGER_SET, ScaleSets, SwarmView, Timings, World
+from bench.vloop import SimClock, run_virtual
+from controller.catalog import Catalog, load_catalog
+from controller.runtime.events import Event, EventSink
+from controller.runtime.health import Metrics
+from controller.runtime.loop import Controller, LoopConfig
+from controller.runtime.sources import DesiredSource
+
+SOURCE = "17.06.0-ce-azure1"
+TARGET = "17.06.1-ce-azure1"
+
+
+def declaration(version: str, max_unavailable: int) -> str:
+    return (
+        "apiVersion: swarm-upgrade.io/v1alpha1\nkind: SwarmUpgrade\nmetadata:\n  name: sim\n"
+        f"spec:\n  channel: stable\n  version: {version}\n  strategy:\n"
+        f"    maxUnavailableWorkers: {max_unavailable}\n    drainTimeout: 30m\n"
+        "    nodeReadyTimeout: 2h\n"
+    )
+
+
+class StaticSource(DesiredSource):
+    """A declaration held in memory (offered once when the source starts)."""
+
+    def __init__(self, text: str, catalog: Catalog, sink: EventSink, trigger: Any) -> None:
+        super().__init__(catalog, sink, trigger)
+        self.text = text
+        self.description = "an in-memory declaration"
+
+    async def run(self) -> None:
+        self.offer(self.text.encode(), "sim")
+        self.ready.set()
+        await asyncio.Event().wait()
+
+
+@dataclass
+class SimResult:
+    managers: int
+    workers: int
+    max_unavailable: int
+    timings: Timings
+    makespan: float
+    lower_bound: float
+    passes: int
+    arm_reads: int
+    arm_writes: int
+    swarm_calls: int
+    cpu_seconds: float
+    wall_seconds: float
+    upgraded: int
+
+    @property
+    def ratio(self) -> float:
+        return self.makespan / self.lower_bound
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "managers": self.managers, "workers": self.workers,
+            "maxUnavailableWorkers": self.max_unavailable,
+            "timings": vars(self.timings), "makespanS": round(self.makespan, 3),
+            "lowerBoundS": round(self.lower_bound, 3), "ratio": round(self.ratio, 4),
+            "reconcilePasses": self.passes, "armReads": self.arm_reads,
+            "armWrites": self.arm_writes, "swarmCalls": self.swarm_calls,
+            "upgradedNodes": self.upgraded, "cpuSeconds": round(self.cpu_seconds, 2),
+            "wallSeconds": round(self.wall_seconds, 2),
+        }
+
+
+def lower_bound(managers: int, workers: int, max_unavailable: int, timings: Timings) -> float:
+    """Managers one at a time, workers in batches of max_unavailable, each taking the
+    unavoidable reimage + boot-to-Ready."""
+    return (managers + math.ceil(workers / max_unavailable)) * timings.unavoidable
+
+
+def simulate(managers: int, workers: int, max_unavailable: int,
+             timings: Timings | None = None, limit_s: float = 30 * 86400) -> SimResult:
+    """Run the rollout (see the module docstring); raises if it does not finish."""
+    timings = timings or Timings()
+    catalog = load_catalog()
+    old = catalog.release("stable", SOURCE)
+    assert old is not None
+    world = World.build(managers, workers, old.image.to_dict(), timings)
+    wall, cpu = time.monotonic(), time.process_time()
+    result = run_virtual(_run(world, catalog, max_unavailable, limit_s))
+    makespan, passes, arm, swarm_calls = result
+    return SimResult(
+        managers, workers, max_unavailable, timings, makespan,
+        lower_bound(managers, workers, max_unavailable, timings), passes, arm.reads,
+        arm.writes, swarm_calls, time.process_time() - cpu, time.monotonic() - wall,
+        len(world.ready_log))
+
+
+async def _run(world: World, catalog: Catalog, max_unavailable: int,
+               limit_s: float) -> tuple[float, int, ScaleSets, int]:
+    clock = SimClock()
+    arm = ScaleSets(world)
+    done = asyncio.Event()
+    finished: list[float] = []
+    failed: list[str] = []
+    text = declaration(TARGET, max_unavailable)
+    replicas: list[Controller] = []
+    views: list[SwarmView] = []
+
+    def listener(event: Event) -> None:
+        if event.reason == "RolloutSucceeded" and not finished:
+            finished.append(asyncio.get_running_loop().time())
+            done.set()
+        if event.type == "Warning" and event.reason in ("ControllerHalted", "NodeTimeout",
+                                                        "NodeLost"):
+            failed.append(f"{event.reason}: {event.message}")
+            done.set()
+
+    hosts = sorted({i.computer_name for i in world.instances.values()
+                    if i.scale_set == MANAGER_SET})
+    for host in hosts:
+        sink = EventSink(io.StringIO(), clock=clock.now, keep=10)
+        sink.listeners.append(listener)
+        holder: list[Controller] = []
+        source = StaticSource(text, catalog, sink, lambda h=holder: h and h[0].trigger())
+        view = SwarmView(world, host)
+        controller = Controller(LoopConfig(replica=f"{host}-sim"), view, arm, source, catalog,
+                                sink, Metrics(), clock)
+        holder.append(controller)
+        replicas.append(controller)
+        views.append(view)
+    tasks = [asyncio.create_task(c.run()) for c in replicas]
+    try:
+        await asyncio.wait_for(done.wait(), limit_s)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    if failed:
+        raise RuntimeError(f"simulated rollout stopped: {failed[0]}")
+    passes = sum(int(c.metrics.passes._value.get()) for c in replicas)
+    return finished[0], passes, arm, sum(v.calls for v in views)
