@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.vloop import EPOCH
 from controller.adapters.azure import AzurePermanent
 from controller.adapters.swarm import Conflict, NotFound, SelfInfo, SwarmError, SwarmUnavailable
 
@@ -88,6 +89,9 @@ class World:
     reimage_log: list[tuple[float, str]] = field(default_factory=list)
     ready_log: dict[str, float] = field(default_factory=dict)
     started_at: dict[str, float] = field(default_factory=dict)
+    # Time: virtual by default (the loop's clock + EPOCH); real runs pass time.time and 0.
+    clock: Callable[[], float] | None = None
+    epoch: float = EPOCH
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @classmethod
@@ -109,13 +113,12 @@ class World:
 
     # --- helpers --------------------------------------------------------------------------
 
-    @staticmethod
-    def now() -> float:
-        return asyncio.get_running_loop().time()
+    def now(self) -> float:
+        return self.clock() if self.clock else asyncio.get_running_loop().time()
 
     def _join(self, host: str, role: str, version: str, state: str, tasks: int = 0) -> Node:
         node = Node(f"node{next(self._ids):021d}", host, role, version,
-                    created=self._now_or_zero(), state=state, tasks=tasks)
+                    created=self.epoch + self._now_or_zero(), state=state, tasks=tasks)
         self.nodes[node.id] = node
         self.publish("node", node.id, host)
         return node
@@ -197,8 +200,8 @@ class World:
 
 
 def _stamp(t: float) -> str:
-    from bench.vloop import EPOCH
-    return datetime.fromtimestamp(EPOCH + t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Docker's timestamp form of epoch seconds `t`."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 NOT_MANAGER = ("This node is not a swarm manager. Worker nodes can't be used to view or modify "
@@ -325,7 +328,8 @@ class SwarmView:
             raise Conflict(409, f"config {name} already exists")
         cid = f"cfg{next(self.world._ids):022d}"
         self.world.configs[cid] = {
-            "ID": cid, "Version": {"Index": 1}, "CreatedAt": _stamp(self.world.now()),
+            "ID": cid, "Version": {"Index": 1},
+            "CreatedAt": _stamp(self.world.epoch + self.world.now()),
             "Spec": {"Name": name, "Data": base64.b64encode(data).decode(),
                      "Labels": dict(labels)}}
         self.world.publish("config", cid, name)
@@ -395,6 +399,13 @@ class ScaleSets:
             out.append({"name": name, "role": role, "tags": {"channel": self.world.channel},
                         "model": dict(self.world.models[name]), "instances": instances})
         return out
+
+    async def instance(self, name: str, instance_id: str) -> JSON:
+        self.reads += 1
+        i = self.world.instances[(name, instance_id)]
+        return {"instanceId": i.instance_id, "computerName": i.computer_name,
+                "image": dict(i.image), "latestModelApplied": i.latest,
+                "provisioningState": i.state, "powerState": "running"}
 
     async def set_model_image(self, name: str, image: Mapping[str, str]) -> bool:
         self.reads += 1

@@ -63,21 +63,7 @@ def planner_cpu(nodes: int, max_unavailable: int, repeat: int = 20) -> dict[str,
             "passCpuMs": round(1000 * statistics.median(steady), 2), "repeat": repeat}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
-    p.add_argument("--managers", type=int, default=5)
-    p.add_argument("--workers", type=int, default=1000)
-    p.add_argument("--max-unavailable", type=int, default=50)
-    p.add_argument("--reimage-s", type=float, default=240.0)
-    p.add_argument("--ready-s", type=float, default=30.0)
-    p.add_argument("--drain-s", type=float, default=2.0)
-    p.add_argument("--skip-arm", action="store_true", help="no ARM request-pattern run")
-    p.add_argument("--arm-workers", type=int, default=1000)
-    p.add_argument("--out", default="scale", help="results name (bench/results/NAME.json)")
-    args = p.parse_args(argv)
-    results: dict[str, Any] = {"loadBefore": common.load()}
-
-    timings = Timings(drain_s=args.drain_s, reimage_s=args.reimage_s, ready_s=args.ready_s)
+def simulation(args: argparse.Namespace, timings: Timings, results: dict[str, Any]) -> None:
     sim = simulate(args.managers, args.workers, args.max_unavailable, timings)
     results["simulation"] = sim.to_dict() | {"loadAfter": common.load()}
     print(f"Simulated rollout, {args.managers} managers + {args.workers} workers, "
@@ -90,19 +76,40 @@ def main(argv: list[str] | None = None) -> int:
         ("reconcile passes (all replicas)", sim.passes, ""),
         ("simulation CPU s", round(sim.cpu_seconds, 1), ""),
     ], ("figure", "value", "note")))
-
     cpu = [planner_cpu(n, args.max_unavailable) for n in (10, 100, 1000)]
     results["plannerCpu"] = cpu
     print("\nPlanner CPU per pass (snapshot parse + plan, median of 20, process time)")
     print(common.table([(c["nodes"], c["firstPassCpuMs"], c["passCpuMs"]) for c in cpu],
                        ("nodes", "first pass ms", "pass mid-rollout ms")))
 
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
+    p.add_argument("--managers", type=int, default=5)
+    p.add_argument("--workers", type=int, default=1000)
+    p.add_argument("--max-unavailable", type=int, default=50)
+    p.add_argument("--reimage-s", type=float, default=240.0)
+    p.add_argument("--ready-s", type=float, default=30.0)
+    p.add_argument("--drain-s", type=float, default=2.0)
+    p.add_argument("--skip-sim", action="store_true", help="only the ARM runs")
+    p.add_argument("--skip-arm", action="store_true", help="no ARM request-pattern run")
+    p.add_argument("--arm-workers", type=int, default=1000)
+    p.add_argument("--arm-cap-s", type=float, default=240.0,
+                   help="stop each ARM run after this many seconds (figures are per node)")
+    p.add_argument("--out", default="scale", help="results name (bench/results/NAME.json)")
+    args = p.parse_args(argv)
+    results: dict[str, Any] = {"loadBefore": common.load()}
+    timings = Timings(drain_s=args.drain_s, reimage_s=args.reimage_s, ready_s=args.ready_s)
+    if not args.skip_sim:
+        simulation(args, timings, results)
     if not args.skip_arm:
         from bench.arm_scale import run as arm_run
-        arm = asyncio.run(arm_run(args.arm_workers))
-        results["arm"] = arm
-    path = common.write(args.out, results)
-    print(f"\nwrote {path}")
+        results["arm"] = {
+            "beforeCache": asyncio.run(arm_run(args.arm_workers, cap_s=args.arm_cap_s,
+                                               observe_cache=0.0)),
+            "withCache": asyncio.run(arm_run(args.arm_workers, cap_s=args.arm_cap_s)),
+        }
+    print(f"\nwrote {common.write(args.out, results)}")
     return 0
 
 

@@ -7,6 +7,7 @@ Routes (JSON in, JSON out; errors are {"error": "..."} with 400/404/500):
   POST /_testbed/arm-fault {"name": METHOD, "args": {...}}   a method of the ARM server's faults
   GET  /_testbed/arm-requests                                the ARM request log
   POST /_testbed/arm-role  {"actions": [...] | null}         the role the ARM endpoint enforces
+  GET  /_testbed/arm-operations        long-running operations: status, start/end, targets
   POST /_testbed/service   {"name": N, "replicas": R}        a busybox sleep service
   POST /_testbed/stop                                        shut the testbed down
 """
@@ -149,6 +150,11 @@ def make_app(daemon: Daemon) -> web.Application:
         daemon.arm.rbac = type(daemon.arm.rbac)(actions)  # testbed.arm.rbac.RoleCheck
         return web.json_response({"actions": actions})
 
+    async def arm_operations(_: web.Request) -> web.Response:
+        if daemon.arm is None:
+            return _error(404, "arm: this testbed runs without an ARM endpoint")
+        return web.json_response(daemon.arm.operations.log())
+
     async def service(request: web.Request) -> web.Response:
         body = await request.json()
         replicas = body.get("replicas", 4)
@@ -167,6 +173,7 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_post("/_testbed/arm-fault", arm_fault)
     app.router.add_get("/_testbed/arm-requests", arm_requests)
     app.router.add_post("/_testbed/arm-role", arm_role)
+    app.router.add_get("/_testbed/arm-operations", arm_operations)
     app.router.add_post("/_testbed/service", service)
     app.router.add_post("/_testbed/stop", stop)
     return app

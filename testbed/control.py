@@ -139,6 +139,11 @@ class TestbedHandle:
         result: list[dict[str, Any]] = admin_call(self.dir, "GET", "arm-requests")
         return result
 
+    def arm_operations(self) -> list[dict[str, Any]]:
+        """The ARM endpoint's long-running operations (status, startTime, endTime, targets)."""
+        result: list[dict[str, Any]] = admin_call(self.dir, "GET", "arm-operations")
+        return result
+
     def create_service(self, name: str = "sample", replicas: int = 4) -> str:
         """A busybox `sleep` service; returns its id."""
         return str(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from azure.core.exceptions import (
@@ -148,8 +148,11 @@ class Reimage:
     client: ScaleSetClient
 
     async def wait(self) -> None:
-        await self.client._guard("VirtualMachineScaleSets_UpdateInstances/result",
-                                 self.poller.result)
+        try:
+            await self.client._guard("VirtualMachineScaleSets_UpdateInstances/result",
+                                     self.poller.result)
+        finally:
+            self.client.invalidate(self.scale_set, self.instance_ids)
 
 
 class ScaleSetClient:
@@ -167,8 +170,14 @@ class ScaleSetClient:
         connection_verify: str | None = None,
         credential: Any = None,
         on_call: Callable[[str, bool], None] | None = None,
+        observe_cache: float = 0.0,
     ) -> None:
         self.subscription_id = subscription_id
+        # observe() keeps each scale set for up to `observe_cache` seconds (0: no cache), and
+        # re-reads single instances instead: the ones this client wrote to, and busy ones
+        # (Updating, ...) with a back-off — see `observe`.
+        self.observe_cache = observe_cache
+        self._cache: dict[str, _Cached] = {}
         self.resource_group = resource_group
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -235,8 +244,64 @@ class ScaleSetClient:
         )
 
     async def observe(self, roles: Mapping[str, str]) -> list[JSON]:
-        """The scale sets named in `roles` (name → manager|worker) in snapshot shape."""
-        return list(await asyncio.gather(*(self.scale_set(n, r) for n, r in roles.items())))
+        """The scale sets named in `roles` (name → manager|worker) in snapshot shape.
+
+        With `observe_cache`, a scale set is listed in full (1 GET + the list pages) only when
+        it was never read, after a model change by this client, or `observe_cache` seconds
+        after its last listing; in between, single instances are re-read (1 GET each): those
+        this client sent an operation to (on acceptance and when it ended), and busy ones
+        (provisioningState not Succeeded/Failed) after a back-off of a quarter of the time
+        they have been busy (2 s to 60 s). So waiting for a reimage costs a few reads, not a
+        listing of every instance on every pass.
+        """
+        return list(await asyncio.gather(*(self._observe(n, r) for n, r in roles.items())))
+
+    async def instance(self, name: str, instance_id: str) -> JSON:
+        """One instance (with its instance view) in snapshot shape."""
+        rg = self.resource_group
+        vm = await self._guard(
+            "VirtualMachineScaleSetVMs_Get",
+            lambda: self._client.virtual_machine_scale_set_vms.get(
+                rg, name, instance_id, expand="instanceView"),
+        )
+        return instance_fields(vm)
+
+    def invalidate(self, scale_set: str, instance_ids: tuple[str, ...] | None = None) -> None:
+        """Re-read these instances (None: the whole scale set) at the next `observe`."""
+        cached = self._cache.get(scale_set)
+        if cached is None:
+            return
+        if instance_ids is None:
+            del self._cache[scale_set]
+        else:
+            cached.stale.update(instance_ids)
+
+    async def _observe(self, name: str, role: str) -> JSON:
+        now = asyncio.get_running_loop().time()
+        cached = self._cache.get(name)
+        if self.observe_cache <= 0 or cached is None or now - cached.at > self.observe_cache:
+            fresh = await self.scale_set(name, role)
+            if self.observe_cache > 0:
+                self._cache[name] = _Cached(fresh, now)
+            return fresh
+        instances = cached.data["instances"]
+        due = set(cached.stale)
+        for inst in instances:
+            iid = inst["instanceId"]
+            if inst["provisioningState"] in ("Succeeded", "Failed"):
+                cached.busy_since.pop(iid, None)
+                continue
+            since = cached.busy_since.setdefault(iid, now)
+            wait = min(60.0, max(2.0, (now - since) / 4))
+            if now - cached.read_at.get(iid, cached.at) >= wait:
+                due.add(iid)
+        for iid in sorted(due):
+            fields = await self.instance(name, iid)
+            cached.data["instances"] = [fields if i["instanceId"] == iid else i
+                                        for i in cached.data["instances"]]
+            cached.read_at[iid] = now
+            cached.stale.discard(iid)
+        return {**cached.data, "instances": [dict(i) for i in cached.data["instances"]]}
 
     async def scale_set(self, name: str, role: str) -> JSON:
         rg = self.resource_group
@@ -284,6 +349,7 @@ class ScaleSetClient:
             return await poller.result()
 
         await self._guard("VirtualMachineScaleSets_Update", update)
+        self.invalidate(name)
         return True
 
     async def start_reimage(self, name: str, instance_ids: list[str]) -> Reimage:
@@ -295,5 +361,17 @@ class ScaleSetClient:
                 rg, name, {"instanceIds": list(instance_ids)}
             ),
         )
+        self.invalidate(name, tuple(instance_ids))
         return Reimage(name, tuple(instance_ids), poller, self)
+
+
+@dataclass
+class _Cached:
+    """One scale set as last observed, and which instances to re-read."""
+
+    data: JSON
+    at: float
+    stale: set[str] = field(default_factory=set)
+    busy_since: dict[str, float] = field(default_factory=dict)
+    read_at: dict[str, float] = field(default_factory=dict)
 

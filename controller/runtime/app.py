@@ -17,6 +17,10 @@ from controller.runtime.loop import Controller, LoopConfig
 from controller.runtime.sources import ConfigSource, DesiredSource, FileSource
 from controller.runtime.store import new_replica_id
 
+# A full listing of the scale sets at most every 5 minutes; in between only the instances the
+# controller operates on or that are busy are re-read (adapters/azure.py, ScaleSetClient.observe).
+ARM_LISTING_MAX_AGE = 300.0
+
 SECRET_VARIABLES = ("AZURE_CLIENT_SECRET", "IDENTITY_HEADER", "AZURE_CLIENT_CERTIFICATE_PASSWORD",
                     "MSI_SECRET")
 
@@ -26,7 +30,7 @@ def make_azure(opts: dict[str, Any], metrics: Metrics | None = None) -> ScaleSet
         opts["subscription_id"], opts["resource_group"], base_url=opts["arm_endpoint"],
         polling_interval=opts["polling_interval"], retry_total=opts["arm_retries"],
         timeout=opts["arm_timeout"], connection_verify=os.environ.get("SSL_CERT_FILE") or None,
-        on_call=metrics.arm_call if metrics else None,
+        on_call=metrics.arm_call if metrics else None, observe_cache=ARM_LISTING_MAX_AGE,
     )
 
 

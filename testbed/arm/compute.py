@@ -114,7 +114,9 @@ class ComputeProvider:
         for instance in instances:
             self.actions.mark_pending(arm.operation, kind, instance)
         work = self.actions.run_many(arm.operation, kind, ss, instances)
-        return self.operations.accepted(arm.request, self.operations.start(arm.operation, work))
+        operation = self.operations.start(arm.operation, work)
+        operation.targets = [f"{ss.name}/{i.instance_id}" for i in instances]
+        return self.operations.accepted(arm.request, operation)
 
     def selected(self, ss: ScaleSet, body: object, *, required: bool) -> list[Instance]:
         """The instances named by ``instanceIds`` (every instance if absent and not required)."""

@@ -177,3 +177,31 @@ def test_portal_urls_follow_the_seed_format() -> None:
     assert client.portal_url(MANAGERS) == (
         "https://portal.azure.com/#resource/subscriptions/sub-1/resourceGroups/rg-1/providers/"
         "Microsoft.Compute/virtualMachineScaleSets/swarm-manager-vmss/instances")
+
+
+async def test_observe_cache_lists_once_then_reads_only_the_instances_it_operates_on(
+    server: ArmServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await _client(server, monkeypatch, observe_cache=300.0)
+
+    def count(operation: str) -> int:
+        return sum(1 for e in server.request_log if e.operation == operation)
+
+    try:
+        await client.observe(ROLES)
+        lists = count("VirtualMachineScaleSetVMs_List")
+        await client.observe(ROLES)
+        assert count("VirtualMachineScaleSetVMs_List") == lists  # from the cache: no listing
+        assert await client.set_model_image(WORKERS, NEW)
+        reimage = await client.start_reimage(WORKERS, ["1"])
+        _, workers = await client.observe(ROLES)  # the model changed: listed again
+        assert count("VirtualMachineScaleSetVMs_List") > lists
+        lists = count("VirtualMachineScaleSetVMs_List")
+        await reimage.wait()
+        _, workers = await client.observe(ROLES)  # the operation ended: that instance re-read
+        assert count("VirtualMachineScaleSetVMs_List") == lists
+        assert count("VirtualMachineScaleSetVMs_Get") >= 1
+        one = next(i for i in workers["instances"] if i["instanceId"] == "1")
+        assert one["image"] == NEW and one["provisioningState"] == "Succeeded"
+    finally:
+        await client.close()

@@ -1,0 +1,169 @@
+"""Footprint of a controller replica on the testbed (3 managers + 2 workers, 4-task service).
+
+    python -m bench.footprint [--idle-s 60] [--starts 5]
+
+1. Start to first reconcile: `swarm-upgrade run --once` spawned `--starts` times; the time from
+   the spawn to its first pass's verdict event (UpToDate), median.
+2. Idle: one replica per manager, the declaration = what runs; after the first pass, RSS and CPU
+   (utime+stime from /proc) of every replica over `--idle-s` seconds.
+3. During a rollout (17.06.0 → 17.06.1): RSS of every replica sampled every 0.5 s, the maximum.
+
+Prints a table and writes bench/results/footprint.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import common
+from bench.overhead import epoch
+from testbed.cluster import random_ip_base
+from testbed.config import TestbedConfig
+from testbed.control import TestbedHandle, down, up
+from tests.e2e.common import declaration
+from tests.e2e.replicas import Replicas
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_s(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def env_for(tb: TestbedHandle) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in tb.env}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return env
+
+
+def starts(tb: TestbedHandle, desired: Path, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.time()
+        proc = subprocess.run(
+            ["swarm-upgrade", "run", "--once", "--env-file", str(tb.env_file), "--desired-file",
+             str(desired), "--docker-host", tb.manager_hosts["swarm-manager000001"]],
+            env=env_for(tb), capture_output=True, timeout=120, check=False)
+        events = [json.loads(line) for line in proc.stdout.decode().splitlines()
+                  if line.startswith("{")]
+        done = [epoch(e["time"]) for e in events if e.get("reason") == "UpToDate"]
+        if not done:
+            raise RuntimeError(f"no UpToDate from --once: {proc.stdout.decode()[-500:]}")
+        out.append(done[0] - t0)
+    return out
+
+
+async def sample(replicas: Replicas, seconds: float, until: Any = None) -> dict[str, Any]:
+    """RSS (max) of every running replica every 0.5 s, CPU seconds used in the window."""
+    pids = {r.hostname: r.proc.pid for r in replicas.running.values() if r.proc.poll() is None}
+    cpu0 = {h: cpu_s(p) for h, p in pids.items()}
+    t0 = time.monotonic()
+    peak: dict[str, float] = {}
+    while time.monotonic() - t0 < seconds and not (until and until()):
+        for r in list(replicas.running.values()):
+            value = rss_mb(r.proc.pid)
+            if value is not None:
+                key = f"{r.hostname}-g{r.generation}"
+                peak[key] = max(peak.get(key, 0.0), value)
+        await asyncio.sleep(0.5)
+    took = time.monotonic() - t0
+    cpu = {}
+    for host, pid in pids.items():
+        before, after = cpu0[host], cpu_s(pid)
+        if before is not None and after is not None:
+            cpu[host] = round(100 * (after - before) / took, 3)
+    return {"seconds": round(took, 1), "rssMaxMB": {k: round(v, 1) for k, v in peak.items()},
+            "cpuPercent": cpu}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
+    config = TestbedConfig(dir=tempfile.mkdtemp(prefix="tb-", dir="/tmp"), managers=3,
+                           workers=2, reimage_seconds=0.0, ip_base=random_ip_base(),
+                           owner_pid=os.getpid())
+    tb = up(config)
+    try:
+        tb.create_service("sample", 4)
+        desired = work / "desired.yaml"
+        desired.write_text(declaration("stable", "17.06.0-ce-azure1"))
+        load_s = common.load()
+        start_times = await asyncio.to_thread(starts, tb, desired, args.starts)
+        replicas = Replicas(tb.manager_hosts, env_for(tb), [
+            "--env-file", str(tb.env_file), "--desired-file", str(desired),
+            "--metrics-port", "-1", "--swarm-timeout", "5"], work)
+        replicas.start()
+        try:
+            await replicas.wait_for(lambda ev: any(e.get("reason") == "UpToDate" for e in ev),
+                                    120, "UpToDate")
+            await asyncio.sleep(3)
+            load_i = common.load()
+            idle = await sample(replicas, args.idle_s)
+            desired.write_text(declaration("stable", "17.06.1-ce-azure1"))
+            load_r = common.load()
+
+            def succeeded() -> bool:
+                return any(e.get("reason") == "RolloutSucceeded" for e in replicas.events())
+
+            rollout = await sample(replicas, 900, succeeded)
+        finally:
+            replicas.stop()
+        return {
+            "startToFirstReconcileS": {"samples": [round(s, 3) for s in start_times],
+                                       "median": round(common.median(start_times), 3),
+                                       "loadAvg": load_s},
+            "idle": {**idle, "loadAvg": load_i},
+            "rollout": {**rollout, "loadAvg": load_r, "succeeded": succeeded()},
+        }
+    finally:
+        left = down(tb.dir)
+        if left:
+            print(f"testbed teardown left: {left}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.footprint", description=__doc__)
+    p.add_argument("--idle-s", type=float, default=60.0)
+    p.add_argument("--starts", type=int, default=5)
+    args = p.parse_args(argv)
+    r = asyncio.run(run(args))
+    idle_rss = max(r["idle"]["rssMaxMB"].values())
+    idle_cpu = max(r["idle"]["cpuPercent"].values())
+    roll_rss = max(r["rollout"]["rssMaxMB"].values())
+    print(f"Footprint of a replica (testbed 3m+2w; load now {common.load()})")
+    print(common.table([
+        ("RSS idle (max over replicas)", f"{idle_rss:.1f} MB", "<= 80 MB", r["idle"]["loadAvg"]),
+        ("RSS during a rollout (max)", f"{roll_rss:.1f} MB", "<= 80 MB",
+         r["rollout"]["loadAvg"]),
+        ("CPU idle (max over replicas)", f"{idle_cpu:.2f} %", "< 1 %", r["idle"]["loadAvg"]),
+        ("start to first reconcile (median)", f"{r['startToFirstReconcileS']['median']:.2f} s",
+         "<= 1.5 s", r["startToFirstReconcileS"]["loadAvg"]),
+    ], ("figure", "value", "goal", "load")))
+    print(f"\nwrote {common.write('footprint', r)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

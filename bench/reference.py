@@ -1,0 +1,94 @@
+"""The reference: the original Docker for Azure upgrade procedure, scripted, for comparison.
+
+For each node in turn (managers, then workers): demote it if it is a manager, `docker node rm
+--force` it, set the scale set's model image (once per scale set) and send the manual upgrade of
+its instance through the Azure SDK, wait for the operation, then poll `docker node ls` every 10 s
+until the hostname is Ready again. It talks to the swarm through the docker CLI on a manager
+other than the node being upgraded, and to ARM through the same SDK client as the controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+
+from controller.adapters.azure import ScaleSetClient
+from testbed.control import TestbedHandle
+
+POLL_S = 10.0
+
+
+@dataclass
+class ReferenceRun:
+    started: float = 0.0
+    finished: float = 0.0
+    nodes: list[dict[str, float | str]] = field(default_factory=list)
+
+
+async def docker(host: str, *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "docker", "-H", host, *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)}: {out.decode().strip()}")
+    return out.decode()
+
+
+async def _answering(hosts: dict[str, str], not_host: str) -> str:
+    for name, host in sorted(hosts.items()):
+        if name == not_host:
+            continue
+        try:
+            await docker(host, "node", "ls", "-q")
+            return host
+        except RuntimeError:
+            continue
+    raise RuntimeError("no other manager answers")
+
+
+async def ready(host: str, hostname: str) -> bool:
+    out = await docker(host, "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
+    return any(line.split() == [hostname, "Ready"] for line in out.splitlines())
+
+
+async def upgrade(testbed: TestbedHandle, image: dict[str, str]) -> ReferenceRun:
+    """Run the reference procedure over every instance of the testbed."""
+    env = testbed.env
+    hosts = testbed.manager_hosts
+    instances = sorted(testbed.status()["instances"],
+                       key=lambda i: (i["role"] != "manager", i["computerName"]))
+    azure = ScaleSetClient(env["AZURE_SUBSCRIPTION_ID"], env["AZURE_RESOURCE_GROUP"],
+                           base_url=env["AZURE_ARM_ENDPOINT"], polling_interval=1.0,
+                           connection_verify=env["SSL_CERT_FILE"])
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # DefaultAzureCredential reads the environment
+    run = ReferenceRun(started=time.time())
+    try:
+        models_done: set[str] = set()
+        for inst in instances:
+            name, scale_set = inst["computerName"], inst["scaleSet"]
+            began = time.time()
+            api = await _answering(hosts, name)
+            if inst["role"] == "manager":
+                await docker(api, "node", "demote", name)
+            await docker(api, "node", "rm", "--force", name)
+            if scale_set not in models_done:
+                await azure.set_model_image(scale_set, image)
+                models_done.add(scale_set)
+            reimage = await azure.start_reimage(scale_set, [inst["instanceId"]])
+            await reimage.wait()
+            while not await ready(await _answering(hosts, name), name):  # noqa: ASYNC110
+                await asyncio.sleep(POLL_S)
+            run.nodes.append({"node": name, "began": began, "ready": time.time()})
+    finally:
+        await azure.close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    run.finished = time.time()
+    return run
