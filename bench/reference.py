@@ -60,11 +60,11 @@ async def upgrade(testbed: TestbedHandle, image: dict[str, str]) -> ReferenceRun
     hosts = testbed.manager_hosts
     instances = sorted(testbed.status()["instances"],
                        key=lambda i: (i["role"] != "manager", i["computerName"]))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # DefaultAzureCredential reads the environment when it is made
     azure = ScaleSetClient(env["AZURE_SUBSCRIPTION_ID"], env["AZURE_RESOURCE_GROUP"],
                            base_url=env["AZURE_ARM_ENDPOINT"], polling_interval=1.0,
                            connection_verify=env["SSL_CERT_FILE"])
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # DefaultAzureCredential reads the environment
     run = ReferenceRun(started=time.time())
     try:
         models_done: set[str] = set()
