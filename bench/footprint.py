@@ -26,11 +26,11 @@ from typing import Any
 
 from bench import common
 from bench.overhead import epoch
+from bench.supervisor import Replicas
 from testbed.cluster import random_ip_base
 from testbed.config import TestbedConfig
 from testbed.control import TestbedHandle, down, up
 from tests.e2e.common import declaration
-from tests.e2e.replicas import Replicas
 
 TICK = os.sysconf("SC_CLK_TCK")
 

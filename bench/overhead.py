@@ -25,13 +25,13 @@ from typing import Any
 
 from bench import common
 from bench.reference import upgrade as reference_upgrade
+from bench.supervisor import Replicas
 from testbed.cluster import random_ip_base
 from testbed.config import TestbedConfig, catalog_image
 from testbed.control import TestbedHandle, down, up
 from testbed.probe import docker_get, wait_for
 from testbed.referee import Referee
 from tests.e2e.common import declaration
-from tests.e2e.replicas import Replicas
 
 START, MIDDLE, LAST = "17.06.0", "17.06.1", "17.06.2"
 

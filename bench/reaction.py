@@ -24,12 +24,12 @@ from typing import Any
 
 from bench import common
 from bench.overhead import epoch
+from bench.supervisor import Replicas
 from testbed.cluster import random_ip_base
 from testbed.config import TestbedConfig
 from testbed.control import TestbedHandle, down, up
 from testbed.dockerapi import DockerAPI
 from tests.e2e.common import declaration
-from tests.e2e.replicas import Replicas
 
 VERSIONS = ["17.06.0", "17.06.1", "17.06.2", "17.09.0", "17.09.1", "17.12.0"]
 ACTIONS = ("NodeDraining", "NodeDrained", "NodeDemoted", "ScaleSetModelUpdated",
