@@ -135,14 +135,19 @@ async def _run(world: World, catalog: Catalog, max_unavailable: int,
         source = StaticSource(text, catalog, sink, lambda h=holder: h and h[0].trigger())
         view = SwarmView(world, host)
         controller = Controller(LoopConfig(replica=f"{host}-sim"), view, arm, source, catalog,
-                                sink, Metrics(), clock)
+                                sink, Metrics(), clock=clock)
         holder.append(controller)
         replicas.append(controller)
         views.append(view)
     tasks = [asyncio.create_task(c.run()) for c in replicas]
-    try:
-        await asyncio.wait_for(done.wait(), limit_s)
+    waiter = asyncio.create_task(done.wait())
+    try:  # a replica that crashes ends the run at once (it would otherwise wait for limit_s)
+        await asyncio.wait([waiter, *tasks], timeout=limit_s,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if not done.is_set() and not any(t.done() for t in tasks):
+            raise TimeoutError(f"the simulated rollout did not finish in {limit_s:g}s")
     finally:
+        waiter.cancel()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
