@@ -25,6 +25,7 @@ from bench.fakes import MANAGER_SET, WORKER_SET, SwarmView, Timings, Violation, 
 from bench.simulate import SOURCE, TARGET, StaticSource, declaration
 from controller.adapters.azure import ScaleSetClient
 from controller.catalog import load_catalog
+from controller.planner import plan
 from controller.runtime.app import ARM_LISTING_MAX_AGE
 from controller.runtime.events import Event, EventSink
 from controller.runtime.health import Metrics
@@ -121,7 +122,7 @@ async def run(workers: int = 1000, managers: int = 5, max_unavailable: int = 50,
         holder: list[Controller] = []
         source = StaticSource(text, catalog, sink, lambda h=holder: h and h[0].trigger())
         c = Controller(LoopConfig(replica=f"{host}-arm"), SwarmView(world, host), azure, source,
-                       catalog, sink, Metrics())
+                       catalog, sink, Metrics(), planner=plan)
         holder.append(c)
         replicas.append(c)
     load0 = common.load()

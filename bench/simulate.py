@@ -1,5 +1,9 @@
 """A whole rollout by the real loop and planner against the in-memory world, in virtual time.
 
+The loop runs the nodes phase's planner (`controller.planner.plan`): the world has no resource
+group deployments and no platform services, so the resources and services phases (which
+`rollout.plan` runs around it) are not part of the scale figures.
+
 One `Controller` replica per manager (like the global manager-only service), each with its
 own `SwarmView`, sharing the `ScaleSets` and a `SimClock` on a `VirtualLoop`. The run ends at
 the first `RolloutSucceeded` event; `simulate()` returns the makespan and its lower bound.
@@ -17,6 +21,7 @@ from typing import Any
 from bench.fakes import MANAGER_SET, ScaleSets, SwarmView, Timings, World
 from bench.vloop import SimClock, run_virtual
 from controller.catalog import Catalog, load_catalog
+from controller.planner import plan
 from controller.runtime.events import Event, EventSink
 from controller.runtime.health import Metrics
 from controller.runtime.loop import Controller, LoopConfig
@@ -135,7 +140,7 @@ async def _run(world: World, catalog: Catalog, max_unavailable: int,
         source = StaticSource(text, catalog, sink, lambda h=holder: h and h[0].trigger())
         view = SwarmView(world, host)
         controller = Controller(LoopConfig(replica=f"{host}-sim"), view, arm, source, catalog,
-                                sink, Metrics(), clock=clock)
+                                sink, Metrics(), planner=plan, clock=clock)
         holder.append(controller)
         replicas.append(controller)
         views.append(view)
