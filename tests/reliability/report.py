@@ -83,13 +83,19 @@ def render(paths: list[Path], findings: Path | None = None) -> str:
     out += _input_table(rows)
     out += _violations(rows)
     if findings is not None and findings.is_file():
+        found = json.loads(findings.read_text())
         out += ["## Found by the campaign and fixed\n",
                 f"From `{findings.as_posix()}`: each was a violation (or a wrong Warning) in a "
                 "campaign run; fixed at its cause with a test, then the scenario was run again "
                 "(the tables above are from after the fixes).\n"]
-        for item in json.loads(findings.read_text()):
-            out.append(f"- **{item['title']}** ({item['where']}; commit `{item['commit']}`): "
-                       f"{item['what']}")
+        out += [f"- **{i['title']}** ({i['where']}; commit `{i['commit']}`): {i['what']}"
+                for i in found.get("fixed", [])]
+        if found.get("open"):
+            out += ["", "## Found and still open\n"]
+            out += [f"- **{i['title']}** ({i['where']}): {i['what']}" for i in found["open"]]
+        if found.get("notRun"):
+            out += ["", "## Not in this campaign\n"]
+            out += [f"- {line}" for line in found["notRun"]]
         out.append("")
     return "\n".join(out) + "\n"
 
