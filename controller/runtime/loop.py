@@ -144,7 +144,10 @@ class Controller:
                                "waiting")
                 return self.cfg.resync
             client_error = isinstance(err, SwarmError) and 400 <= err.status < 500
-            if client_error and not isinstance(err, Conflict | NotFound):
+            # Swarm refusing a demote/removal because raft would lose quorum (a manager went
+            # down after this pass observed the swarm) protects the swarm: wait and re-observe.
+            quorum = isinstance(err, SwarmError) and "loss of quorum" in err.message
+            if client_error and not quorum and not isinstance(err, Conflict | NotFound):
                 return self._halt(str(err))
             self.failures += 1
             delay = min(MAX_BACKOFF, 2.0 ** min(self.failures, 5) / 2)
