@@ -80,6 +80,29 @@ def translate(operation: str, err: Exception) -> AzureFailure:
     return AzurePermanent(operation, type(err).__name__, _first_line(str(err)))
 
 
+async def guarded(
+    operation: str,
+    call: Callable[[], Awaitable[T]],
+    limit: float,
+    on_call: Callable[[str, bool], None] | None,
+) -> T:
+    """Run one ARM call within `limit` seconds; errors become AzureFailure, and `on_call`
+    (metrics) hears of every call and whether it succeeded."""
+    ok = False
+    try:
+        async with asyncio.timeout(limit):
+            result = await call()
+        ok = True
+        return result
+    except AzureFailure:
+        raise
+    except (AzureError, OSError, TimeoutError) as err:
+        raise translate(operation, err) from err
+    finally:
+        if on_call is not None:
+            on_call(operation, ok)
+
+
 def _first_line(text: str | None) -> str:
     line = (text or "").strip().splitlines()
     return line[0][:300] if line else ""
@@ -221,19 +244,7 @@ class ScaleSetClient:
         await self.close()
 
     async def _guard(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        ok = False
-        try:
-            async with asyncio.timeout(self.timeout):
-                result = await call()
-            ok = True
-            return result
-        except AzureFailure:
-            raise
-        except (AzureError, OSError, TimeoutError) as err:
-            raise translate(operation, err) from err
-        finally:
-            if self._on_call is not None:
-                self._on_call(operation, ok)
+        return await guarded(operation, call, self.timeout, self._on_call)
 
     def portal_url(self, scale_set: str) -> str:
         """The Azure portal blade of a scale set's instances (the seed's format)."""

@@ -9,16 +9,15 @@ snapshot shape (`deployments[]`, `templateCheck`, docs/architecture.md "Phases")
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.exceptions import HttpResponseError
 from azure.mgmt.resource.deployments.aio import DeploymentsMgmtClient
 from azure.mgmt.resource.deployments.models import Deployment, DeploymentWhatIf
 
-from controller.adapters.azure import DEFAULT_ARM_ENDPOINT, AzureFailure, translate
+from controller.adapters.azure import DEFAULT_ARM_ENDPOINT, AzureFailure, guarded, translate
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -108,19 +107,7 @@ class ResourceGroupClient:
         await self.close()
 
     async def _guard(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        ok = False
-        try:
-            async with asyncio.timeout(self.timeout):
-                result = await call()
-            ok = True
-            return result
-        except AzureFailure:
-            raise
-        except (AzureError, OSError, TimeoutError) as err:
-            raise translate(operation, err) from err
-        finally:
-            if self._on_call is not None:
-                self._on_call(operation, ok)
+        return await guarded(operation, call, self.timeout, self._on_call)
 
     async def deployments(self) -> list[JSON]:
         """Every deployment of the resource group, in snapshot shape."""
