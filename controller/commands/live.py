@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from controller.catalog import load_catalog
 from controller.commands.run import FLAGS, Flag, add_flags, resolve
 from controller.model import DeclarationError, Desired, load_desired_file, load_desired_text
 from controller.progress import Progress
@@ -153,10 +155,12 @@ def _scale_sets(decl: Declaration | None) -> tuple[str, str]:
     return DEFAULT_MANAGERS, DEFAULT_WORKERS
 
 
-async def _read(opts: dict[str, Any], desired_file: str | None) -> LiveView:
+async def _read(opts: dict[str, Any], desired_file: str | None, check: bool) -> LiveView:
     from controller.adapters.swarm import SwarmClient
-    from controller.runtime.app import make_azure
+    from controller.runtime.app import make_azure, make_resources
+    from controller.runtime.events import EventSink
     from controller.runtime.observe import observe_dict
+    from controller.runtime.phases import PhaseRuntime
     from controller.runtime.store import StateStore
 
     async with SwarmClient(opts["docker_host"], timeout=opts["swarm_timeout"]) as swarm:
@@ -166,9 +170,19 @@ async def _read(opts: dict[str, Any], desired_file: str | None) -> LiveView:
             decl = await newest_declaration(swarm, opts["desired_config_label"])
         managers, workers = _scale_sets(decl)
         azure = make_azure(opts)
+        resources = make_resources(opts, azure)
         try:
             raw = await observe_dict(swarm, azure, managers, workers)
+            # What the resources and services phases plan from, as the controller observes it:
+            # platform services, deployments, and ARM's check of the template still to deploy.
+            phases = PhaseRuntime(swarm, resources, load_catalog(opts["catalog"]),
+                                  EventSink(sys.stderr))
+            raw.update(await phases.observe())
+            desired = _parsed_or_none(decl) if check else None
+            if desired is not None:
+                await phases.check_for(desired, raw)
         finally:
+            await resources.close()
             await azure.close()
         state = await StateStore(swarm).peek()
     lease = None
@@ -179,13 +193,28 @@ async def _read(opts: dict[str, Any], desired_file: str | None) -> LiveView:
                     state.progress if state is not None else None, decl)
 
 
-def read_live(opts: dict[str, Any], desired_file: str | None = None) -> LiveView:
-    """Observe the cluster once. Unreachable (exit 4) if the swarm or ARM does not answer."""
+def _parsed_or_none(decl: Declaration | None) -> Desired | None:
+    """The declaration as `Desired`, or None when there is none or it is invalid (the command
+    reports that itself)."""
+    if decl is None:
+        return None
+    try:
+        return load_desired_text(decl.data)
+    except DeclarationError:
+        return None
+
+
+def read_live(
+    opts: dict[str, Any], desired_file: str | None = None, check_template: bool = False
+) -> LiveView:
+    """Observe the cluster once. Unreachable (exit 4) if the swarm or ARM does not answer.
+    `check_template` also asks ARM to validate the declaration's template and what it would
+    change (POSTs that change nothing, but that the ARM log counts as writes)."""
     from controller.adapters.azure import AzureFailure
     from controller.adapters.swarm import SwarmError
 
     try:
-        return asyncio.run(_read(opts, desired_file))
+        return asyncio.run(_read(opts, desired_file, check_template))
     except (SwarmError, AzureFailure) as err:
         raise Unreachable(str(err)) from None
     except OSError as err:

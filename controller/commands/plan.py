@@ -134,7 +134,7 @@ def run_live(args: argparse.Namespace) -> int:
         return live.EXIT_USAGE
     try:
         catalog = load_catalog(opts["catalog"])
-        view = live.read_live(opts, args.desired)
+        view = live.read_live(opts, args.desired, check_template=True)
         if view.declaration is None:
             raise live.BadInput(f"no declaration: no config object carries the label "
                                 f"{opts['desired_config_label']} (give --desired FILE)")

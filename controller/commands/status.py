@@ -18,11 +18,10 @@ from typing import Any
 from controller import decision as d
 from controller.catalog import Catalog, CatalogError, load_catalog
 from controller.commands import live
-from controller.commands.plan import _versions
+from controller.commands.plan import _versions, decide
 from controller.commands.render import Style, bar, table, use_colour
 from controller.decision import Decision
 from controller.model import Desired
-from controller.planner import plan
 from controller.progress import Progress
 from controller.snapshot import Snapshot
 
@@ -129,7 +128,7 @@ def build(view: live.LiveView, desired: Desired | None, catalog: Catalog, now: f
     """The status as JSON-ready data (what `--output json` prints)."""
     snapshot = live.snapshot_of(view, now)
     progress = view.parsed_progress()
-    decision = plan(desired, snapshot, progress, catalog, now) if desired else None
+    decision = decide(desired, snapshot, progress, catalog, now) if desired else None
     target = desired.version if desired else ""
     nodes = _nodes(snapshot, catalog, decision, target, progress)
     upgraded = sum(1 for n in nodes if n["current"] == target)

@@ -133,6 +133,14 @@ def test_set_version_publishes_one_labelled_config_the_controller_follows(
     assert len(configs(testbed)) == 1
     assert arm_writes(testbed) == []
 
+    # plan, live, explains the three-phase rollout before anything is applied: the release's
+    # template first, with ARM's what-if of what it changes.
+    proc = cli(testbed, "plan", "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    live_plan = json.loads(proc.stdout)
+    assert [a["action"] for a in live_plan["next"]] == ["deploy_template"], live_plan
+    assert live_plan["whatIf"], live_plan
+
     # The controller, with the stack's label selector, picks it up and starts the rollout: the
     # resources phase (the release's ARM template) first, then the first node. One pass each.
     events: list[dict[str, Any]] = []
