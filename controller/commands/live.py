@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from controller.catalog import load_catalog
+from controller.catalog import Catalog, load_catalog
 from controller.commands.run import FLAGS, Flag, add_flags, resolve
 from controller.model import DeclarationError, Desired, load_desired_file, load_desired_text
 from controller.progress import Progress
@@ -155,12 +155,32 @@ def _scale_sets(decl: Declaration | None) -> tuple[str, str]:
     return DEFAULT_MANAGERS, DEFAULT_WORKERS
 
 
-async def _read(opts: dict[str, Any], desired_file: str | None, check: bool) -> LiveView:
-    from controller.adapters.swarm import SwarmClient
+async def observe_all(swarm: Any, opts: dict[str, Any], catalog: Catalog, managers: str,
+                      workers: str, desired: Desired | None) -> dict[str, Any]:
+    """The raw snapshot the controller plans from: nodes and scale sets, plus what the resources
+    and services phases read (platform services, deployments) and, for `desired`, ARM's check
+    of its template. Shared by `plan`/`status`/`set-version` and `snapshot`."""
     from controller.runtime.app import make_azure, make_resources
     from controller.runtime.events import EventSink
     from controller.runtime.observe import observe_dict
     from controller.runtime.phases import PhaseRuntime
+
+    azure = make_azure(opts)
+    resources = make_resources(opts, azure)
+    try:
+        raw = await observe_dict(swarm, azure, managers, workers)
+        phases = PhaseRuntime(swarm, resources, catalog, EventSink(sys.stderr))
+        raw.update(await phases.observe())
+        if desired is not None:
+            await phases.check_for(desired, raw)
+        return raw
+    finally:
+        await resources.close()
+        await azure.close()
+
+
+async def _read(opts: dict[str, Any], desired_file: str | None, check: bool) -> LiveView:
+    from controller.adapters.swarm import SwarmClient
     from controller.runtime.store import StateStore
 
     async with SwarmClient(opts["docker_host"], timeout=opts["swarm_timeout"]) as swarm:
@@ -169,21 +189,9 @@ async def _read(opts: dict[str, Any], desired_file: str | None, check: bool) -> 
         else:
             decl = await newest_declaration(swarm, opts["desired_config_label"])
         managers, workers = _scale_sets(decl)
-        azure = make_azure(opts)
-        resources = make_resources(opts, azure)
-        try:
-            raw = await observe_dict(swarm, azure, managers, workers)
-            # What the resources and services phases plan from, as the controller observes it:
-            # platform services, deployments, and ARM's check of the template still to deploy.
-            phases = PhaseRuntime(swarm, resources, load_catalog(opts["catalog"]),
-                                  EventSink(sys.stderr))
-            raw.update(await phases.observe())
-            desired = _parsed_or_none(decl) if check else None
-            if desired is not None:
-                await phases.check_for(desired, raw)
-        finally:
-            await resources.close()
-            await azure.close()
+        desired = _parsed_or_none(decl) if check else None
+        raw = await observe_all(swarm, opts, load_catalog(opts["catalog"]), managers, workers,
+                                desired)
         state = await StateStore(swarm).peek()
     lease = None
     if state is not None:

@@ -47,11 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from controller.adapters.azure import AzureFailure
     from controller.adapters.swarm import SwarmClient, SwarmError
     from controller.catalog import CatalogError, load_catalog
+    from controller.commands.live import observe_all
     from controller.model import DeclarationError, load_desired_file
-    from controller.runtime.app import make_azure, make_resources
-    from controller.runtime.events import EventSink
-    from controller.runtime.observe import observe_dict
-    from controller.runtime.phases import PhaseRuntime
 
     try:
         catalog = load_catalog(opts["catalog"])
@@ -62,18 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     async def observe() -> dict[str, Any]:
         async with SwarmClient(opts["docker_host"], timeout=opts["swarm_timeout"]) as swarm:
-            azure = make_azure(opts)
-            resources = make_resources(opts, azure)
-            try:
-                raw = await observe_dict(swarm, azure, opts["managers"], opts["workers"])
-                phases = PhaseRuntime(swarm, resources, catalog, EventSink(sys.stderr))
-                raw.update(await phases.observe())
-                if desired is not None:
-                    await phases.check_for(desired, raw)
-                return raw
-            finally:
-                await resources.close()
-                await azure.close()
+            return await observe_all(swarm, opts, catalog, opts["managers"], opts["workers"],
+                                     desired)
 
     try:
         snapshot = asyncio.run(observe())
