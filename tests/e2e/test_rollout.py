@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,11 @@ from testbed.probe import docker_get, wait_for
 from testbed.referee import Referee
 from tests.e2e.common import declaration
 from tests.e2e.replicas import Replicas
+from tests.reliability import invariants
 
 TESTBED = {"managers": 3, "workers": 2, "reimage_seconds": 0.5}
 TARGET = "17.06.1"
 ROLLOUT_TIMEOUT = 300
-# Seconds after the leader's demotion during which the referee may see the election (measured:
-# ~1 s on an idle machine, up to ~6 s at load average 25 on the 2-core CI machine).
-LEADER_MOVE = 10.0
 
 
 def reasons(events: list[dict[str, Any]], reason: str) -> list[dict[str, Any]]:
@@ -118,44 +115,36 @@ async def test_rolling_upgrade_with_three_replicas_and_a_crash(
                 f"{testbed.env['AZURE_SUBSCRIPTION_ID']}/resourceGroups/"
                 f"{testbed.env['AZURE_RESOURCE_GROUP']}/providers/Microsoft.Compute/"
                 f"virtualMachineScaleSets/{scale_set}/instances") in started[0]["message"]
-    # The self node goes last, through a lease handover to a replica on another manager.
-    (handover,) = reasons(events, "LeaseHandedOver")
-    self_node = handover["object"].removeprefix("node/")
-    assert upgraded[-1] == self_node
-    after = events[events.index(handover):]
-    taken = reasons(after, "LeaseAcquired")
-    assert taken and taken[0]["object"] != handover["object"]
+    # Nobody touches the node its own replica runs on: every demote and reimage was asked by a
+    # replica on another node.
+    for e in reasons(events, "NodeDemoted") + reasons(events, "InstanceReimaging"):
+        assert e["replica"].rsplit("-g", 1)[0] != e["object"].removeprefix("node/"), e
+    # The self node goes last: the last node upgraded is a manager, reimaged by a replica that
+    # acquired the lease after the workers were done — normally through a handover; on a stalled
+    # machine the holder's lease may expire first and another replica take it, which is as safe.
+    last = upgraded[-1]
+    assert last in hosts
+    last_reimage = [e for e in reasons(events, "InstanceReimaging")
+                    if e["object"] == f"node/{last}"][-1]
+    for handover in reasons(events, "LeaseHandedOver"):
+        assert handover["object"] == f"node/{last}", handover
+        taken = reasons(events[events.index(handover):], "LeaseAcquired")
+        assert taken and taken[0]["object"] != handover["object"]
     succeeded = reasons(events, "RolloutSucceeded")[0]
     assert "known_hosts" in succeeded["message"]
     for manager in hosts:
         assert manager in succeeded["message"]
-    # The crash: the killed replica's reimage was not asked again by whoever resumed.
+    assert last_reimage["replica"].rsplit("-g", 1)[0] != last
+    # The crash: the killed replica's reimage was not asked again by whoever resumed (above: one
+    # UpdateInstances per instance).
     assert killed
     for e in events:
         assert set(e) >= {"time", "type", "reason", "object", "message", "rollout", "version"}, e
     # The referee: never more than one manager out, never leaderless — except for the measured
-    # artefacts of moving leadership (docs/architecture.md, "What the referee sees"): demoting the
-    # leader transfers leadership, requests to the managers block for up to ~2 s meanwhile, the
-    # new leader shows every node "unknown" for ~0.2 s, and the node being upgraded answers
-    # slowly or not at all from its demotion until it rejoins. Each such sample must fall in
-    # those windows (taken from the controller's own events); any other fails.
-    demoted = [(e["object"].removeprefix("node/"), epoch(e["time"]), "was the leader" in
-                e["message"]) for e in reasons(events, "NodeDemoted")]
-    rejoined = {e["object"].removeprefix("node/"): epoch(e["time"])
-                for e in reasons(events, "NodeRejoined")}
-    for entry in report["leaderless"]:
-        # the node being upgraded (demoted, reimaged, not yet back) answers slowly or not at all
-        own = any(host == entry["manager"] and t <= entry["at"] <= rejoined.get(host, t) + 3
-                  for host, t, _ in demoted)
-        moved = any(leader and 0 <= entry["at"] - t <= LEADER_MOVE for _, t, leader in demoted)
-        assert own or moved, entry
-    for entry in report["managersOutTimeline"]:
-        at = report["startedAt"] + entry["t"]
-        assert entry["out"] <= 1 or any(leader and 0 <= at - t <= LEADER_MOVE
-                                        for _, t, leader in demoted), entry
-
-def epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    # artefacts of moving leadership (docs/architecture.md, "What the referee sees"), judged by
+    # the same code as the reliability campaign.
+    verdict = invariants.referee(report, events)
+    assert not verdict.violations, verdict.violations
 
 
 async def _four(docker_host: str) -> bool:

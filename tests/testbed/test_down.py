@@ -65,7 +65,9 @@ def test_up_prints_the_env_file_and_down_removes_every_process_mount_and_dir() -
     assert procs.processes_under(directory) == []
     assert procs.mounts_under(directory) == []
     assert not any(procs.cmdline_names(p, str(directory)) for p in pids)
-    assert took < 10, took
+    # down asks the daemon to stop, then kills what is left: seconds, not a graceful dockerd stop
+    # per node (the limit leaves room for a stalled 2-core machine).
+    assert took < 30, took
 
 
 def test_down_of_a_missing_dir_is_a_no_op() -> None:
