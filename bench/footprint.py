@@ -3,7 +3,11 @@
     python -m bench.footprint [--idle-s 60] [--starts 5]
 
 1. Start to first reconcile: `swarm-upgrade run --once` spawned `--starts` times; the time from
-   the spawn to its first pass's verdict event (UpToDate), median.
+   the spawn to its first pass's verdict event (UpToDate), median; with where it goes (spawn →
+   ControllerStarted: interpreter, imports, clients; → LeaseAcquired: declaration, swarm info,
+   the lease's compare-and-swap; → UpToDate: observe + plan) and the CPU the process used.
+   Before them, `--once` passes until UpToDate: a fresh testbed first gets the release's
+   resources deployed (the resources phase), which a restarted controller does not do.
 2. Idle: one replica per manager, the declaration = what runs; after the first pass, RSS and CPU
    (utime+stime from /proc) of every replica over `--idle-s` seconds.
 3. During a rollout (17.06.0 → 17.06.1): RSS of every replica sampled every 0.5 s, the maximum.
@@ -17,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -59,20 +64,47 @@ def env_for(tb: TestbedHandle) -> dict[str, str]:
     return env
 
 
-def starts(tb: TestbedHandle, desired: Path, n: int) -> list[float]:
+def run_once(tb: TestbedHandle, desired: Path) -> tuple[float, float, list[dict[str, Any]]]:
+    """`swarm-upgrade run --once`: (spawn time, CPU seconds it used, its events)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.time()
+    proc = subprocess.run(
+        ["swarm-upgrade", "run", "--once", "--env-file", str(tb.env_file), "--desired-file",
+         str(desired), "--docker-host", tb.manager_hosts["swarm-manager000001"]],
+        env=env_for(tb), capture_output=True, timeout=120, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    events = [json.loads(line) for line in proc.stdout.decode().splitlines()
+              if line.startswith("{")]
+    return t0, cpu, events
+
+
+def settle(tb: TestbedHandle, desired: Path, tries: int = 20) -> int:
+    """Passes until one says UpToDate: a fresh testbed first gets the release's resources
+    deployed (the resources phase), which is not what a restart of the controller does."""
+    for n in range(1, tries + 1):
+        _, _, events = run_once(tb, desired)
+        if any(e.get("reason") == "UpToDate" for e in events):
+            return n
+        time.sleep(1)
+    raise RuntimeError("the testbed never became UpToDate")
+
+
+def starts(tb: TestbedHandle, desired: Path, n: int) -> list[dict[str, float]]:
+    """Spawn → ControllerStarted (interpreter, imports, clients) → LeaseAcquired (declaration
+    read, the lease's compare-and-swap) → UpToDate (observe + plan), and the CPU used."""
     out = []
     for _ in range(n):
-        t0 = time.time()
-        proc = subprocess.run(
-            ["swarm-upgrade", "run", "--once", "--env-file", str(tb.env_file), "--desired-file",
-             str(desired), "--docker-host", tb.manager_hosts["swarm-manager000001"]],
-            env=env_for(tb), capture_output=True, timeout=120, check=False)
-        events = [json.loads(line) for line in proc.stdout.decode().splitlines()
-                  if line.startswith("{")]
-        done = [epoch(e["time"]) for e in events if e.get("reason") == "UpToDate"]
-        if not done:
-            raise RuntimeError(f"no UpToDate from --once: {proc.stdout.decode()[-500:]}")
-        out.append(done[0] - t0)
+        t0, cpu, events = run_once(tb, desired)
+
+        def at(reason: str, events: list[dict[str, Any]] = events, t0: float = t0) -> float:
+            found = [epoch(e["time"]) for e in events if e.get("reason") == reason]
+            return round(found[0] - t0, 3) if found else float("nan")
+
+        if not any(e.get("reason") == "UpToDate" for e in events):
+            raise RuntimeError(f"no UpToDate from --once: {events[-3:]}")
+        out.append({"total": at("UpToDate"), "controllerStarted": at("ControllerStarted"),
+                    "leaseAcquired": at("LeaseAcquired"), "cpuS": round(cpu, 3)})
     return out
 
 
@@ -109,8 +141,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         tb.create_service("sample", 4)
         desired = work / "desired.yaml"
         desired.write_text(declaration("stable", "17.06.0-ce-azure1"))
+        settled = await asyncio.to_thread(settle, tb, desired)
         load_s = common.load()
-        start_times = await asyncio.to_thread(starts, tb, desired, args.starts)
+        start_runs = await asyncio.to_thread(starts, tb, desired, args.starts)
+        start_times = [r["total"] for r in start_runs]
         replicas = Replicas(tb.manager_hosts, env_for(tb), [
             "--env-file", str(tb.env_file), "--desired-file", str(desired),
             "--metrics-port", "-1", "--swarm-timeout", "5"], work)
@@ -131,9 +165,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             replicas.stop()
         return {
-            "startToFirstReconcileS": {"samples": [round(s, 3) for s in start_times],
-                                       "median": round(common.median(start_times), 3),
-                                       "loadAvg": load_s},
+            "startToFirstReconcileS": {
+                "samples": [round(s, 3) for s in start_times],
+                "median": round(common.median(start_times), 3),
+                "medianControllerStartedS": round(common.median(
+                    [r["controllerStarted"] for r in start_runs]), 3),
+                "medianLeaseAcquiredS": round(common.median(
+                    [r["leaseAcquired"] for r in start_runs]), 3),
+                "medianCpuS": round(common.median([r["cpuS"] for r in start_runs]), 3),
+                "runs": start_runs, "passesBeforeUpToDate": settled, "loadAvg": load_s},
             "idle": {**idle, "loadAvg": load_i},
             "rollout": {**rollout, "loadAvg": load_r, "succeeded": succeeded()},
         }
