@@ -9,6 +9,7 @@ snapshot shape (`deployments[]`, `templateCheck`, docs/architecture.md "Phases")
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -17,12 +18,14 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.resource.deployments.aio import DeploymentsMgmtClient
 from azure.mgmt.resource.deployments.models import Deployment, DeploymentWhatIf
 
+from controller.adapters.arm import ArmTransport, tls_context
 from controller.adapters.azure import DEFAULT_ARM_ENDPOINT, AzureFailure, guarded, translate
 
 JSON = dict[str, Any]
 T = TypeVar("T")
 # ARM's code for a template it refuses at validation (400).
 INVALID_CODES = ("InvalidTemplate", "InvalidTemplateDeployment", "DeploymentFailed")
+FINISHED = ("Succeeded", "Failed", "Canceled")  # a deployment in another state is still running
 
 
 def _epoch(value: Any) -> float:
@@ -80,20 +83,24 @@ class ResourceGroupClient:
         timeout: float = 60.0,
         connection_verify: str | None = None,
         on_call: Callable[[str, bool], None] | None = None,
+        observe_cache: float = 0.0,
     ) -> None:
+        # deployments() keeps the listing up to `observe_cache` seconds (0: no cache); see there.
+        self.observe_cache = observe_cache
+        self._listing: list[JSON] | None = None
+        self._listed_at = 0.0
+        self._busy_since: float | None = None
         self.resource_group = resource_group
         self.timeout = timeout
         self._on_call = on_call
-        extra: dict[str, Any] = {}
-        if connection_verify:
-            extra["connection_verify"] = connection_verify
+        # One TLS context for every request (arm.py: azure-core would make one per request).
         self._client = DeploymentsMgmtClient(
             credential,
             subscription_id,
             base_url=base_url.rstrip("/"),
             polling_interval=polling_interval,
             retry_total=retry_total,
-            **extra,
+            transport=ArmTransport(tls_context(connection_verify)),
         )
 
     async def close(self) -> None:
@@ -110,14 +117,37 @@ class ResourceGroupClient:
         return await guarded(operation, call, self.timeout, self._on_call)
 
     async def deployments(self) -> list[JSON]:
-        """Every deployment of the resource group, in snapshot shape."""
+        """Every deployment of the resource group, in snapshot shape.
+
+        With `observe_cache`, the listing is re-read only when it is older than that, after a
+        `deploy` by this client, and while a deployment is not finished (Accepted, Running, …)
+        after a back-off of a quarter of the time it has been so (2 s to 60 s) — so every
+        reconcile pass of a long rollout does not cost an ARM read for a resource group that
+        changes only when the controller deploys.
+        """
+        now = asyncio.get_running_loop().time()
+        if self._listing is not None and self.observe_cache > 0 \
+                and now - self._listed_at <= self.observe_cache:
+            if self._busy_since is None:
+                return [dict(x) for x in self._listing]
+            wait = min(60.0, max(2.0, (now - self._busy_since) / 4))
+            if now - self._listed_at < wait:
+                return [dict(x) for x in self._listing]
 
         async def listing() -> list[Any]:
             pages = self._client.deployments.list_by_resource_group(self.resource_group)
             return [x async for x in pages]
 
-        found = await self._guard("Deployments_ListByResourceGroup", listing)
-        return [deployment_fields(x) for x in found]
+        found = [deployment_fields(x)
+                 for x in await self._guard("Deployments_ListByResourceGroup", listing)]
+        busy = any(x["provisioningState"] not in FINISHED for x in found)
+        self._busy_since = (self._busy_since or now) if busy else None
+        self._listing, self._listed_at = found, now
+        return [dict(x) for x in found]
+
+    def invalidate(self) -> None:
+        """List the deployments again at the next `deployments()`."""
+        self._listing = None
 
     async def check_template(
         self,
@@ -184,3 +214,5 @@ class ResourceGroupClient:
             raise
         except HttpResponseError as err:  # pragma: no cover - _guard translates every error
             raise translate("Deployments_CreateOrUpdate", err) from err
+        finally:
+            self.invalidate()

@@ -19,6 +19,8 @@ from controller.runtime.store import new_replica_id
 
 # A full listing of the scale sets at most every 5 minutes; in between only the instances the
 # controller operates on or that are busy are re-read (adapters/azure.py, ScaleSetClient.observe).
+# The same age for the resource group's deployments, re-listed after the controller deployed
+# and while one runs (adapters/resources.py, ResourceGroupClient.deployments).
 ARM_LISTING_MAX_AGE = 300.0
 
 SECRET_VARIABLES = ("AZURE_CLIENT_SECRET", "IDENTITY_HEADER", "AZURE_CLIENT_CERTIFICATE_PASSWORD",
@@ -42,7 +44,7 @@ def make_resources(opts: dict[str, Any], azure: ScaleSetClient,
         base_url=opts["arm_endpoint"], polling_interval=opts["polling_interval"],
         retry_total=opts["arm_retries"], timeout=opts["arm_timeout"],
         connection_verify=os.environ.get("SSL_CERT_FILE") or None,
-        on_call=metrics.arm_call if metrics else None,
+        on_call=metrics.arm_call if metrics else None, observe_cache=ARM_LISTING_MAX_AGE,
     )
 
 

@@ -82,3 +82,34 @@ async def test_errors_are_mapped(server: ArmServer, rg: ResourceGroupClient) -> 
     with pytest.raises(AzurePermanent) as err:
         await rg.deploy("d", V1, P1)
     assert err.value.code == "AuthorizationFailed"
+
+
+async def test_observe_cache_lists_again_only_after_a_deploy_and_while_one_runs(
+    server: ArmServer, credential: ClientSecretCredential
+) -> None:
+    server.deployments.seconds = 0.5
+
+    def lists() -> int:
+        return sum(1 for e in server.request_log
+                   if e.operation == "Deployments_ListByResourceGroup")
+
+    async with ResourceGroupClient(SUB, RG, credential=credential, base_url=server.url,
+                                   polling_interval=0.02, retry_total=0, timeout=10,
+                                   connection_verify=str(server.ca_path),
+                                   observe_cache=300.0) as rg:
+        assert await rg.deployments() == []
+        before = lists()
+        assert await rg.deployments() == []  # from the cache: no request
+        assert lists() == before
+        await rg.deploy("docker4azure", V1, P1)
+        running = {d["name"]: d for d in await rg.deployments()}  # listed again after a deploy
+        assert lists() == before + 1
+        assert running["docker4azure"]["provisioningState"] not in ("Succeeded", "Failed")
+        await rg.deployments()  # running, but read less than 2 s ago: from the cache
+        assert lists() == before + 1
+        await asyncio.sleep(2.1)
+        done = {d["name"]: d for d in await rg.deployments()}  # running: read again
+        assert done["docker4azure"]["provisioningState"] == "Succeeded"
+        assert lists() == before + 2
+        await rg.deployments()  # nothing runs any more: from the cache
+        assert lists() == before + 2
