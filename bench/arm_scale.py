@@ -7,6 +7,11 @@ scale set. The instances are driven by `WorldDriver`, which plays the swarm side
 (bench/fakes.py `World`): a reimaged instance's old node goes Down and a new one joins and turns
 Ready. One replica per manager. The run stops when the rollout succeeded or after `cap_s`;
 ARM reads and writes are divided by the nodes upgraded by then.
+
+With `phases` (the default) the controller's planner runs all three phases: the real
+resource-group adapter deploys the release's template to the endpoint's deployments (seeded
+with the source release's deployment, as an installed Docker for Azure resource group has),
+and the world's platform services (bench/phases_sim.py) are updated after the nodes.
 """
 
 from __future__ import annotations
@@ -22,10 +27,14 @@ from typing import Any
 
 from bench import common
 from bench.fakes import MANAGER_SET, WORKER_SET, SwarmView, Timings, Violation, World
+from bench.phases_sim import PlatformServices
 from bench.simulate import SOURCE, TARGET, StaticSource, declaration
+from controller import arm_template
 from controller.adapters.azure import ScaleSetClient
-from controller.catalog import load_catalog
+from controller.adapters.resources import ResourceGroupClient
+from controller.catalog import Release, load_catalog
 from controller.planner import plan
+from controller.rollout import plan as rollout_plan
 from controller.runtime.app import ARM_LISTING_MAX_AGE
 from controller.runtime.events import Event, EventSink
 from controller.runtime.health import Metrics
@@ -81,8 +90,8 @@ class WorldDriver:
 
 async def run(workers: int = 1000, managers: int = 5, max_unavailable: int = 50,
               timings: Timings | None = None, polling_interval: float = 15.0,
-              cap_s: float = 300.0, observe_cache: float = ARM_LISTING_MAX_AGE
-              ) -> dict[str, Any]:
+              cap_s: float = 300.0, observe_cache: float = ARM_LISTING_MAX_AGE,
+              phases: bool = True, service_s: float = 2.0) -> dict[str, Any]:
     timings = timings or Timings(drain_s=0.5, down_s=0.5, reimage_s=6.0, ready_s=1.0)
     catalog = load_catalog()
     old = catalog.release("stable", SOURCE)
@@ -105,6 +114,16 @@ async def run(workers: int = 1000, managers: int = 5, max_unavailable: int = 50,
     azure = ScaleSetClient(server.subscription_id, server.resource_group, base_url=server.url,
                            polling_interval=polling_interval, connection_verify=str(server.ca_path),
                            observe_cache=observe_cache)
+    rg = None
+    if phases:
+        world.platform = PlatformServices.of(old, time.time, service_s, world.publish,
+                                             time.time() - 86400)
+        rg = ResourceGroupClient(server.subscription_id, server.resource_group,
+                                 credential=azure.credential, base_url=server.url,
+                                 polling_interval=polling_interval,
+                                 connection_verify=str(server.ca_path),
+                                 observe_cache=observe_cache)
+        await installed(rg, old)
     upgraded: list[float] = []
     done = asyncio.Event()
 
@@ -122,7 +141,8 @@ async def run(workers: int = 1000, managers: int = 5, max_unavailable: int = 50,
         holder: list[Controller] = []
         source = StaticSource(text, catalog, sink, lambda h=holder: h and h[0].trigger())
         c = Controller(LoopConfig(replica=f"{host}-arm"), SwarmView(world, host), azure, source,
-                       catalog, sink, Metrics(), planner=plan)
+                       catalog, sink, Metrics(), planner=rollout_plan if phases else plan,
+                       resources=rg)
         holder.append(c)
         replicas.append(c)
     load0 = common.load()
@@ -138,6 +158,8 @@ async def run(workers: int = 1000, managers: int = 5, max_unavailable: int = 50,
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         elapsed = time.time() - started
+        if rg is not None:
+            await rg.close()
         await azure.close()
         await server.stop()
     entries = [e for e in server.request_log[log_from:] if not e.operation.startswith("Identity_")]
@@ -150,7 +172,9 @@ async def run(workers: int = 1000, managers: int = 5, max_unavailable: int = 50,
     result = {
         "workers": workers, "managers": managers, "maxUnavailableWorkers": max_unavailable,
         "timings": vars(timings), "pollingIntervalS": polling_interval, "capS": cap_s,
-        "observeCacheS": observe_cache,
+        "observeCacheS": observe_cache, "phases": phases,
+        "deploymentsStarted": ops.get("Deployments_CreateOrUpdate", 0),
+        "platformServicesUpdated": len(world.platform.updates) if world.platform else 0,
         "elapsedS": round(elapsed, 1), "rolloutSucceeded": done.is_set(),
         "nodesUpgraded": len(upgraded), "armReads": reads, "armWrites": writes,
         "throttled429": throttled, "byOperation": dict(ops),
@@ -160,6 +184,7 @@ async def run(workers: int = 1000, managers: int = 5, max_unavailable: int = 50,
         "loadAvgAtStart": load0, "loadAvgAtEnd": common.load(),
     }
     print(f"\nARM request pattern, {managers} managers + {workers}-instance worker scale set, "
+          f"{'all three phases' if phases else 'nodes phase only'}, "
           f"throttling enforced, observe cache {observe_cache:g} s (real time, load {load0} -> "
           f"{common.load()})")
     print(common.table([
@@ -171,3 +196,18 @@ async def run(workers: int = 1000, managers: int = 5, max_unavailable: int = 50,
         ("429 answers", throttled, "goal 0"),
     ], ("figure", "value", "note")))
     return result
+
+
+async def installed(rg: ResourceGroupClient, release: Release) -> None:
+    """Deploy `release`'s template (its parameters from the catalog) and wait until it
+    succeeded: the resource group of an installed Docker for Azure."""
+    assert release.template is not None
+    values, _ = arm_template.derive_parameters(release.template, None)
+    name = arm_template.deployment_name(release.version)
+    await rg.deploy(name, release.template.body, values)
+    for _ in range(600):
+        found = {d["name"]: d for d in await rg.deployments()}
+        if found.get(name, {}).get("provisioningState") == "Succeeded":
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the seed deployment {name} did not succeed")

@@ -89,6 +89,7 @@ class World:
     reimage_log: list[tuple[float, str]] = field(default_factory=list)
     ready_log: dict[str, float] = field(default_factory=dict)
     started_at: dict[str, float] = field(default_factory=dict)
+    platform: Any = None  # bench.phases_sim.PlatformServices when the phases are simulated
     # Time: virtual by default (the loop's clock + EPOCH); real runs pass time.time and 0.
     clock: Callable[[], float] | None = None
     epoch: float = EPOCH
@@ -275,7 +276,7 @@ class SwarmView:
 
     async def services(self) -> list[JSON]:
         self._manager()
-        return [self._service()]
+        return [self._service(), *(self.world.platform.listed() if self.world.platform else [])]
 
     def _service(self) -> JSON:
         running = sum(n.tasks for n in self.world.nodes.values() if n.state == "ready")
@@ -287,11 +288,18 @@ class SwarmView:
 
     async def service(self, service_id: str) -> JSON:
         self._manager()
-        return self._service()
+        platform = self.world.platform.services if self.world.platform else {}
+        return dict(platform[service_id]) if service_id in platform else self._service()
 
     async def update_service(self, service_id: str, version: int,
                              spec: Mapping[str, Any]) -> None:
-        raise SwarmError(400, "the simulated swarm has no platform services to update")
+        self._manager()
+        if self.world.platform is None or service_id not in self.world.platform.services:
+            raise SwarmError(400, f"the simulated swarm does not update service {service_id}")
+        try:
+            self.world.platform.update(service_id, version, spec)
+        except ValueError as err:
+            raise SwarmError(500, f"rpc error: code = Unknown desc = {err}") from None
 
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       body: Any = None) -> Any:

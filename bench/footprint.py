@@ -8,8 +8,9 @@
    the lease's compare-and-swap; → UpToDate: observe + plan) and the CPU the process used.
    Before them, `--once` passes until UpToDate: a fresh testbed first gets the release's
    resources deployed (the resources phase), which a restarted controller does not do.
-2. Idle: one replica per manager, the declaration = what runs; after the first pass, RSS and CPU
-   (utime+stime from /proc) of every replica over `--idle-s` seconds.
+2. Idle: one replica per manager (with its /healthz and /metrics server, as in production), the
+   declaration = what runs; after the first pass, RSS and CPU (utime+stime from /proc) of every
+   replica over `--idle-s` seconds.
 3. During a rollout (17.06.0 → 17.06.1): RSS of every replica sampled every 0.5 s, the maximum.
 
 Prints a table and writes bench/results/footprint.json.
@@ -147,7 +148,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         start_times = [r["total"] for r in start_runs]
         replicas = Replicas(tb.manager_hosts, env_for(tb), [
             "--env-file", str(tb.env_file), "--desired-file", str(desired),
-            "--metrics-port", "-1", "--swarm-timeout", "5"], work)
+            # /healthz and /metrics on (a free port), as in production: part of the footprint
+            "--metrics-port", "0", "--metrics-host", "127.0.0.1", "--swarm-timeout", "5"], work)
         replicas.start()
         try:
             await replicas.wait_for(lambda ev: any(e.get("reason") == "UpToDate" for e in ev),

@@ -1,8 +1,9 @@
 """A whole rollout by the real loop and planner against the in-memory world, in virtual time.
 
-The loop runs the nodes phase's planner (`controller.planner.plan`): the world has no resource
-group deployments and no platform services, so the resources and services phases (which
-`rollout.plan` runs around it) are not part of the scale figures.
+With `phases` (the default) the loop runs the controller's planner (`controller.rollout.plan`:
+resources → nodes → services) and the world has a resource group (bench/phases_sim.py: the
+source release's deployment) and the release's platform services; without, the nodes phase's
+planner alone (`controller.planner.plan`) on a world with neither.
 
 One `Controller` replica per manager (like the global manager-only service), each with its
 own `SwarmView`, sharing the `ScaleSets` and a `SimClock` on a `VirtualLoop`. The run ends at
@@ -19,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.fakes import MANAGER_SET, ScaleSets, SwarmView, Timings, World
+from bench.phases_sim import PhaseTimings, PlatformServices, ResourceGroup
 from bench.vloop import SimClock, run_virtual
 from controller.catalog import Catalog, load_catalog
 from controller.planner import plan
+from controller.rollout import plan as rollout_plan
 from controller.runtime.events import Event, EventSink
 from controller.runtime.health import Metrics
 from controller.runtime.loop import Controller, LoopConfig
@@ -69,6 +72,11 @@ class SimResult:
     cpu_seconds: float
     wall_seconds: float
     upgraded: int
+    phases: PhaseTimings | None = None
+    resource_reads: int = 0
+    resource_writes: int = 0
+    deployed: int = 0
+    services_updated: int = 0
 
     @property
     def ratio(self) -> float:
@@ -84,35 +92,56 @@ class SimResult:
             "armWrites": self.arm_writes, "swarmCalls": self.swarm_calls,
             "upgradedNodes": self.upgraded, "cpuSeconds": round(self.cpu_seconds, 2),
             "wallSeconds": round(self.wall_seconds, 2),
+            "phases": vars(self.phases) if self.phases else None,
+            "deploymentReads": self.resource_reads, "deploymentWrites": self.resource_writes,
+            "deploymentsStarted": self.deployed, "platformServicesUpdated": self.services_updated,
         }
 
 
-def lower_bound(managers: int, workers: int, max_unavailable: int, timings: Timings) -> float:
+def lower_bound(managers: int, workers: int, max_unavailable: int, timings: Timings,
+                phases: PhaseTimings | None = None, services: int = 0) -> float:
     """Managers one at a time, workers in batches of max_unavailable, each taking the
-    unavoidable reimage + boot-to-Ready."""
-    return (managers + math.ceil(workers / max_unavailable)) * timings.unavoidable
+    unavoidable reimage + boot-to-Ready; with the phases, before them the deployment and after
+    them every platform service's update, one at a time."""
+    nodes = (managers + math.ceil(workers / max_unavailable)) * timings.unavoidable
+    if phases is None:
+        return nodes
+    return phases.deploy_s + nodes + services * phases.service_s
 
 
 def simulate(managers: int, workers: int, max_unavailable: int,
-             timings: Timings | None = None, limit_s: float = 30 * 86400) -> SimResult:
-    """Run the rollout (see the module docstring); raises if it does not finish."""
+             timings: Timings | None = None, limit_s: float = 30 * 86400,
+             phases: PhaseTimings | None = None) -> SimResult:
+    """Run the rollout (see the module docstring); raises if it does not finish. `phases`
+    None: the nodes phase alone."""
     timings = timings or Timings()
     catalog = load_catalog()
-    old = catalog.release("stable", SOURCE)
-    assert old is not None
+    old, new = catalog.release("stable", SOURCE), catalog.release("stable", TARGET)
+    assert old is not None and new is not None
     world = World.build(managers, workers, old.image.to_dict(), timings)
+    rg = None
+    if phases is not None:
+        def now() -> float:
+            return world.epoch + world.now()
+
+        world.platform = PlatformServices.of(old, now, phases.service_s, world.publish,
+                                             world.epoch - 86400)
+        rg = ResourceGroup.installed(old, now, phases.deploy_s, world.epoch - 86400)
     wall, cpu = time.monotonic(), time.process_time()
-    result = run_virtual(_run(world, catalog, max_unavailable, limit_s))
+    result = run_virtual(_run(world, catalog, max_unavailable, limit_s, rg))
     makespan, passes, arm, swarm_calls = result
+    services = len(new.system_services) if phases is not None else 0
     return SimResult(
         managers, workers, max_unavailable, timings, makespan,
-        lower_bound(managers, workers, max_unavailable, timings), passes, arm.reads,
-        arm.writes, swarm_calls, time.process_time() - cpu, time.monotonic() - wall,
-        len(world.ready_log))
+        lower_bound(managers, workers, max_unavailable, timings, phases, services), passes,
+        arm.reads, arm.writes, swarm_calls, time.process_time() - cpu,
+        time.monotonic() - wall, len(world.ready_log), phases,
+        rg.reads if rg else 0, rg.writes if rg else 0, len(rg.log) if rg else 0,
+        len(world.platform.updates) if world.platform else 0)
 
 
 async def _run(world: World, catalog: Catalog, max_unavailable: int,
-               limit_s: float) -> tuple[float, int, ScaleSets, int]:
+               limit_s: float, rg: ResourceGroup | None) -> tuple[float, int, ScaleSets, int]:
     clock = SimClock()
     arm = ScaleSets(world)
     done = asyncio.Event()
@@ -140,7 +169,8 @@ async def _run(world: World, catalog: Catalog, max_unavailable: int,
         source = StaticSource(text, catalog, sink, lambda h=holder: h and h[0].trigger())
         view = SwarmView(world, host)
         controller = Controller(LoopConfig(replica=f"{host}-sim"), view, arm, source, catalog,
-                                sink, Metrics(), planner=plan, clock=clock)
+                                sink, Metrics(), planner=rollout_plan if rg else plan,
+                                resources=rg, clock=clock)  # type: ignore[arg-type]
         holder.append(controller)
         replicas.append(controller)
         views.append(view)
