@@ -124,6 +124,9 @@ class Executor:
         self._emit(ev.NORMAL, ev.INSTANCE_REIMAGING, ev.node_object(a.node),
                    f"reimaging instance {a.scale_set}/{a.instance_id} ({a.node}) onto the "
                    f"target image (manual upgrade accepted by ARM)")
+        # Only those in flight are kept: a done one would stay for the process's lifetime
+        # (one per instance upgraded, 1000 per rollout of a full scale set).
+        self.reimages = {k: t for k, t in self.reimages.items() if not t.done()}
         self.reimages[key] = asyncio.create_task(self._track(a, reimage))
 
     async def _track(self, a: Action, reimage: ReimagePort) -> None:
