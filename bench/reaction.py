@@ -4,8 +4,9 @@ config-object source, on the testbed (3 managers + 2 workers, one replica per ma
     python -m bench.reaction [--samples 10]
 
 Each sample is an edit that makes work appear: `paused: true → false` (the next node starts) or
-a new version once a rollout is done. Between samples the declaration is paused again and the
-node in flight is allowed to finish. The edit time is taken right before the file write / the
+a new version once a rollout is done (whose first action is the deployment of its template, the
+resources phase). Between samples the declaration is paused again and the node in flight, if
+one started, is allowed to finish. The edit time is taken right before the file write / the
 config create; the action time is the event's own timestamp (same machine clock). Prints a
 table and writes bench/results/reaction.json.
 """
@@ -32,8 +33,10 @@ from testbed.dockerapi import DockerAPI
 from tests.e2e.common import declaration
 
 VERSIONS = ["17.06.0", "17.06.1", "17.06.2", "17.09.0", "17.09.1", "17.12.0"]
-ACTIONS = ("NodeDraining", "NodeDrained", "NodeDemoted", "ScaleSetModelUpdated",
-           "InstanceReimaging", "OldNodeRemoved", "AvailabilityRestored", "DownNodeRemoved")
+NODE_ACTIONS = ("NodeDraining", "NodeDrained", "NodeDemoted", "ScaleSetModelUpdated",
+                "InstanceReimaging", "OldNodeRemoved", "AvailabilityRestored", "DownNodeRemoved")
+# A new version starts with the resources phase: its first action is the template's deployment.
+ACTIONS = (*NODE_ACTIONS, "DeploymentStarted", "ServiceUpdating")
 LABEL = "swarm-upgrade.desired"
 
 
@@ -107,9 +110,12 @@ async def measure(tb: TestbedHandle, kind: str, samples: int, version: int, work
             out.append(first - at)
             upgraded = count(events, "NodeUpgraded")
             await editor.write(text(VERSIONS[version], paused=True))
-            await replicas.wait_for(lambda ev, u=upgraded: count(ev, "NodeUpgraded") > u, 300,
-                                    "the node in flight")
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(3)  # a deployment (0.3 s on the testbed) ends by itself
+            if any(e.get("reason") in NODE_ACTIONS and epoch(e["time"]) >= at
+                   for e in replicas.events()):  # a node started: let it finish
+                await replicas.wait_for(lambda ev, u=upgraded: count(ev, "NodeUpgraded") > u,
+                                        300, "the node in flight")
+                await asyncio.sleep(1.5)
         if _all_done(replicas.events()):
             version += 1
     finally:
