@@ -27,7 +27,7 @@ from azure.core.exceptions import (
 from azure.core.polling import AsyncLROPoller
 from azure.identity.aio import DefaultAzureCredential
 
-from controller.adapters.arm import ComputeRest, tls_context
+from controller.adapters.arm import ArmBudget, ComputeRest, tls_context
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -209,8 +209,11 @@ class ScaleSetClient:
         credential: Any = None,
         on_call: Callable[[str, bool], None] | None = None,
         observe_cache: float = 0.0,
+        budget: ArmBudget | None = None,
     ) -> None:
         self.subscription_id = subscription_id
+        # ARM's throttling budget, shared with the controller's other ARM clients (arm.py).
+        self.budget = budget or ArmBudget()
         # observe() keeps each scale set for up to `observe_cache` seconds (0: no cache), and
         # re-reads single instances instead: the ones this client wrote to, and busy ones
         # (Updating, ...) with a back-off — see `observe`.
@@ -236,7 +239,7 @@ class ScaleSetClient:
         self.tls = tls_context(connection_verify)
         self._client = ComputeRest(self._credential, subscription_id, base_url=self.base_url,
                                    polling_interval=polling_interval, retry_total=retry_total,
-                                   context=self.tls)
+                                   context=self.tls, budget=self.budget)
 
     @property
     def credential(self) -> Any:

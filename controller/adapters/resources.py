@@ -18,7 +18,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.resource.deployments.aio import DeploymentsMgmtClient
 from azure.mgmt.resource.deployments.models import Deployment, DeploymentWhatIf
 
-from controller.adapters.arm import ArmTransport, tls_context
+from controller.adapters.arm import ArmBudget, ArmPacing, ArmTransport, tls_context
 from controller.adapters.azure import DEFAULT_ARM_ENDPOINT, AzureFailure, guarded, translate
 
 JSON = dict[str, Any]
@@ -84,6 +84,7 @@ class ResourceGroupClient:
         connection_verify: str | None = None,
         on_call: Callable[[str, bool], None] | None = None,
         observe_cache: float = 0.0,
+        budget: ArmBudget | None = None,
     ) -> None:
         # deployments() keeps the listing up to `observe_cache` seconds (0: no cache); see there.
         self.observe_cache = observe_cache
@@ -101,6 +102,8 @@ class ResourceGroupClient:
             polling_interval=polling_interval,
             retry_total=retry_total,
             transport=ArmTransport(tls_context(connection_verify)),
+            # Paced under ARM's throttling, in the budget shared with the compute client.
+            per_retry_policies=[ArmPacing(budget or ArmBudget())],
         )
 
     async def close(self) -> None:

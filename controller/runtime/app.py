@@ -45,6 +45,7 @@ def make_resources(opts: dict[str, Any], azure: ScaleSetClient,
         retry_total=opts["arm_retries"], timeout=opts["arm_timeout"],
         connection_verify=os.environ.get("SSL_CERT_FILE") or None,
         on_call=metrics.arm_call if metrics else None, observe_cache=ARM_LISTING_MAX_AGE,
+        budget=azure.budget,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from controller.adapters.arm import ArmBudget
 from controller.adapters.azure import AzurePermanent, AzureTemporary, ScaleSetClient
 from testbed.arm import ArmServer
 from testbed.arm.fake_driver import FakeDriver
@@ -205,3 +206,37 @@ async def test_observe_cache_lists_once_then_reads_only_the_instances_it_operate
         assert one["image"] == NEW and one["provisioningState"] == "Succeeded"
     finally:
         await client.close()
+
+
+async def test_requests_wait_for_the_budget_instead_of_being_throttled(
+    make_server: Callable[..., ArmServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = make_server(enforce_throttling=True)
+    server.throttle.configure(read_burst=6, read_rate=5)  # a tiny ARM: 6 reads, then 5/s
+    await server.start()
+    # The controller's share of that budget (80 %), as ArmBudget() is of Azure's.
+    client = await _client(server, monkeypatch, budget=ArmBudget(reads=(6, 5), writes=(200, 10)))
+    try:
+        started = time.monotonic()
+        for _ in range(8):  # 8 scale-set GETs + their list pages: far more than the burst
+            await client.scale_set(WORKERS, "worker")
+        took = time.monotonic() - started
+    finally:
+        await client.close()
+        await server.stop()
+    answers = [e for e in server.request_log if not e.operation.startswith("Identity_")]
+    assert not [e for e in answers if e.status == 429]  # paced, never refused
+    assert client.budget.waited_s > 0 and took >= len(answers) / 4 - 2
+
+
+def test_budget_follows_what_arm_says_is_left() -> None:
+    now = [0.0]
+    budget = ArmBudget(reads=(250, 25), writes=(200, 10), clock=lambda: now[0])
+    assert budget.reads.wait_s() == 0  # 200 tokens (80 % of 250)
+    budget.heard(False, "10")  # another client used the subscription's reads
+    for _ in range(8):
+        assert budget.reads.wait_s() == 0
+    assert budget.reads.wait_s() > 0  # 80 % of the 10 left, taken
+    now[0] += 1.0  # 20 tokens/s (80 % of 25)
+    assert budget.reads.wait_s() == 0
+    budget.heard(False, "not a number")  # ignored
