@@ -122,7 +122,7 @@ async def run(workers: int = 1000, managers: int = 5, max_unavailable: int = 50,
                                  credential=azure.credential, base_url=server.url,
                                  polling_interval=polling_interval,
                                  connection_verify=str(server.ca_path),
-                                 observe_cache=observe_cache)
+                                 observe_cache=observe_cache, budget=azure.budget)
         await installed(rg, old)
     upgraded: list[float] = []
     done = asyncio.Event()
@@ -181,6 +181,7 @@ async def run(workers: int = 1000, managers: int = 5, max_unavailable: int = 50,
         "readsPerNode": round(reads / n, 2), "writesPerNode": round(writes / n, 2),
         "lroStatusReadsPerNode": round(lro / n, 2),
         "observationReadsPerNode": round((reads - lro) / n, 2),
+        "budgetWaitS": round(azure.budget.waited_s, 1),
         "loadAvgAtStart": load0, "loadAvgAtEnd": common.load(),
     }
     print(f"\nARM request pattern, {managers} managers + {workers}-instance worker scale set, "
@@ -194,6 +195,7 @@ async def run(workers: int = 1000, managers: int = 5, max_unavailable: int = 50,
         ("  of which LRO status polls", result["lroStatusReadsPerNode"], ""),
         ("  of which observation (GET + list pages)", result["observationReadsPerNode"], ""),
         ("429 answers", throttled, "goal 0"),
+        ("time requests waited for the budget (s)", result["budgetWaitS"], "sum over requests"),
     ], ("figure", "value", "note")))
     return result
 
