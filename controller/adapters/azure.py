@@ -1,10 +1,8 @@
-"""Azure adapter: the scale sets of the swarm, through ARM's Compute REST API.
+"""Azure adapter: the scale sets of the swarm through `azure.mgmt.compute.aio`.
 
-The requests are those of `azure.mgmt.compute.aio` 39, sent by `controller/adapters/arm.py` on
-the same azure-core pipeline without importing that SDK (~20 MB of RSS). No decisions here.
-Credentials come from `azure.identity.aio.DefaultAzureCredential` (managed identity in
-production, environment credentials in the testbed); the ARM endpoint, the LRO polling interval
-and the retry policy (Retry-After is honoured by azure-core) are configurable.
+No decisions here. Credentials come from `azure.identity.aio.DefaultAzureCredential` (managed
+identity in production, environment credentials in the testbed); the ARM endpoint, the LRO
+polling interval and the retry policy (Retry-After is honoured by azure-core) are configurable.
 Errors become `AzureTemporary` (throttling, 5xx, network, token endpoint outages) or
 `AzurePermanent` (403 AuthorizationFailed, 404, a long-running operation that ended Failed).
 Tokens and secrets are never logged or put into messages.
@@ -26,8 +24,10 @@ from azure.core.exceptions import (
 )
 from azure.core.polling import AsyncLROPoller
 from azure.identity.aio import DefaultAzureCredential
+from azure.mgmt.compute.aio import ComputeManagementClient
+from azure.mgmt.compute.models import VirtualMachineScaleSetUpdate
 
-from controller.adapters.arm import ArmBudget, ComputeRest, tls_context
+from controller.adapters.arm import ArmBudget, ArmPacing, ArmTransport, tls_context
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -111,10 +111,10 @@ def _first_line(text: str | None) -> str:
 
 
 def image_dict(reference: Any) -> JSON | None:
-    """ARM's imageReference as {publisher, offer, sku, version}; None if absent."""
-    if not isinstance(reference, Mapping):
+    """An SDK ImageReference as {publisher, offer, sku, version}; None if absent."""
+    if reference is None:
         return None
-    out = {k: reference.get(k) for k in IMAGE_KEYS}
+    out = {k: getattr(reference, k, None) for k in IMAGE_KEYS}
     if not all(out.values()):
         return None
     return {k: str(v) for k, v in out.items()}
@@ -124,18 +124,9 @@ POWER_STATES = ("running", "stopped", "deallocated", "starting", "stopping")
 PROVISIONING_STATES = ("Succeeded", "Updating", "Creating", "Deleting", "Failed")
 
 
-def _get(data: Any, *path: str) -> Any:
-    """data[path[0]][path[1]]…, None where a level is missing or not an object."""
-    for key in path:
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(key)
-    return data
-
-
 def _power_state(instance_view: Any) -> str:
-    for status in _get(instance_view, "statuses") or []:
-        code = str(_get(status, "code") or "")
+    for status in getattr(instance_view, "statuses", None) or []:
+        code = str(getattr(status, "code", "") or "")
         if code.startswith("PowerState/"):
             state = code.split("/", 1)[1]
             return state if state in POWER_STATES else "unknown"
@@ -151,29 +142,25 @@ def _provisioning_state(value: object) -> str:
     return "Failed" if text.lower() == "canceled" else "Updating"
 
 
-def instance_fields(vm: Mapping[str, Any]) -> JSON:
-    """One scale-set VM (ARM's JSON, read with instanceView) as a snapshot `instances[]` entry."""
-    props = vm.get("properties") or {}
-    view = props.get("instanceView")
-    computer = _get(props, "osProfile", "computerName") or _get(view, "computerName") or ""
-    latest = props.get("latestModelApplied")
+def instance_fields(vm: Any) -> JSON:
+    """One scale-set VM (listed with instanceView) as a snapshot `instances[]` entry."""
+    props = vm.properties
+    view = getattr(props, "instance_view", None)
+    computer = getattr(getattr(props, "os_profile", None), "computer_name", None) or getattr(
+        view, "computer_name", ""
+    )
+    storage = getattr(props, "storage_profile", None)
     out: JSON = {
-        "instanceId": str(vm.get("instanceId")),
-        "computerName": str(computer),
-        "latestModelApplied": True if latest is None else bool(latest),
-        "provisioningState": _provisioning_state(props.get("provisioningState")),
+        "instanceId": str(vm.instance_id),
+        "computerName": str(computer or ""),
+        "latestModelApplied": bool(getattr(props, "latest_model_applied", True)),
+        "provisioningState": _provisioning_state(getattr(props, "provisioning_state", None)),
         "powerState": _power_state(view),
     }
-    image = image_dict(_get(props, "storageProfile", "imageReference"))
+    image = image_dict(getattr(storage, "image_reference", None))
     if image is not None:
         out["image"] = image
     return out
-
-
-def model_image(scale_set: Mapping[str, Any]) -> JSON | None:
-    """The image of a scale set's model (ARM's JSON), or None."""
-    return image_dict(_get(scale_set, "properties", "virtualMachineProfile", "storageProfile",
-                           "imageReference"))
 
 
 @dataclass
@@ -235,11 +222,17 @@ class ScaleSetClient:
             exclude_interactive_browser_credential=True,
             **extra,
         )
-        # One TLS context for every ARM request (arm.py: azure-core would make one per request).
-        self.tls = tls_context(connection_verify)
-        self._client = ComputeRest(self._credential, subscription_id, base_url=self.base_url,
-                                   polling_interval=polling_interval, retry_total=retry_total,
-                                   context=self.tls, budget=self.budget)
+        self._client = ComputeManagementClient(
+            self._credential,
+            subscription_id,
+            base_url=self.base_url,
+            polling_interval=polling_interval,
+            retry_total=retry_total,
+            # One TLS context for every request (arm.py: azure-core would make one per request).
+            transport=ArmTransport(tls_context(connection_verify)),
+            # Paced under ARM's throttling, in the budget shared with the deployments client.
+            per_retry_policies=[ArmPacing(self.budget)],
+        )
 
     @property
     def credential(self) -> Any:
@@ -287,7 +280,8 @@ class ScaleSetClient:
         rg = self.resource_group
         vm = await self._guard(
             "VirtualMachineScaleSetVMs_Get",
-            lambda: self._client.get_vm(rg, name, instance_id),
+            lambda: self._client.virtual_machine_scale_set_vms.get(
+                rg, name, instance_id, expand="instanceView"),
         )
         return instance_fields(vm)
 
@@ -331,16 +325,24 @@ class ScaleSetClient:
     async def scale_set(self, name: str, role: str) -> JSON:
         rg = self.resource_group
         ss = await self._guard(
-            "VirtualMachineScaleSets_Get", lambda: self._client.get_scale_set(rg, name))
-        vms = await self._guard(
-            "VirtualMachineScaleSetVMs_List", lambda: self._client.list_vms(rg, name))
+            "VirtualMachineScaleSets_Get",
+            lambda: self._client.virtual_machine_scale_sets.get(rg, name),
+        )
+
+        async def listing() -> list[Any]:
+            pages = self._client.virtual_machine_scale_set_vms.list(rg, name, expand="instanceView")
+            return [vm async for vm in pages]
+
+        vms = await self._guard("VirtualMachineScaleSetVMs_List", listing)
+        profile = getattr(ss.properties, "virtual_machine_profile", None)
+        storage = getattr(profile, "storage_profile", None)
         out: JSON = {
             "name": name,
             "role": role,
-            "tags": dict(ss.get("tags") or {}),
+            "tags": dict(ss.tags or {}),
             "instances": [instance_fields(vm) for vm in vms],
         }
-        model = model_image(ss)
+        model = image_dict(getattr(storage, "image_reference", None))
         if model is not None:
             out["model"] = model
         return out
@@ -349,15 +351,20 @@ class ScaleSetClient:
         """PATCH the scale set's model image; False (nothing sent) if it already is `image`."""
         rg = self.resource_group
         ss = await self._guard(
-            "VirtualMachineScaleSets_Get", lambda: self._client.get_scale_set(rg, name))
+            "VirtualMachineScaleSets_Get",
+            lambda: self._client.virtual_machine_scale_sets.get(rg, name),
+        )
+        profile = getattr(ss.properties, "virtual_machine_profile", None)
+        current = image_dict(getattr(getattr(profile, "storage_profile", None),
+                                     "image_reference", None))
         wanted = {k: str(image[k]) for k in IMAGE_KEYS}
-        if model_image(ss) == wanted:
+        if current == wanted:
             return False
-        body = {"properties": {"virtualMachineProfile": {
-            "storageProfile": {"imageReference": wanted}}}}
+        body = VirtualMachineScaleSetUpdate({"properties": {"virtualMachineProfile": {
+            "storageProfile": {"imageReference": wanted}}}})
 
         async def update() -> Any:
-            poller = await self._client.begin_update(rg, name, body)
+            poller = await self._client.virtual_machine_scale_sets.begin_update(rg, name, body)
             return await poller.result()
 
         await self._guard("VirtualMachineScaleSets_Update", update)
@@ -369,7 +376,9 @@ class ScaleSetClient:
         rg = self.resource_group
         poller = await self._guard(
             "VirtualMachineScaleSets_UpdateInstances",
-            lambda: self._client.begin_update_instances(rg, name, list(instance_ids)),
+            lambda: self._client.virtual_machine_scale_sets.begin_update_instances(
+                rg, name, {"instanceIds": list(instance_ids)}
+            ),
         )
         self.invalidate(name, tuple(instance_ids))
         return Reimage(name, tuple(instance_ids), poller, self)

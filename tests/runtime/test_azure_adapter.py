@@ -240,3 +240,27 @@ def test_budget_follows_what_arm_says_is_left() -> None:
     now[0] += 1.0  # 20 tokens/s (80 % of 25)
     assert budget.reads.wait_s() == 0
     budget.heard(False, "not a number")  # ignored
+
+
+async def test_scale_sets_go_through_the_generated_compute_sdk_client(
+    server: ArmServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The project's contract (issue #4): scale sets through `azure.mgmt.compute.aio`, with our
+    transport (one TLS context, connections reused) and pacing policy handed to it — not a
+    hand-written REST client in its place, whatever that would save."""
+    from azure.mgmt.compute.aio import ComputeManagementClient
+
+    from controller.adapters.arm import ArmPacing, ArmTransport
+
+    client = await _client(server, monkeypatch)
+    try:
+        sdk = client._client
+        assert isinstance(sdk, ComputeManagementClient)
+        pipeline = sdk._client._pipeline
+        assert isinstance(pipeline._transport, ArmTransport)
+        assert any(isinstance(getattr(p, "_policy", p), ArmPacing)
+                   for p in pipeline._impl_policies)
+        await client.scale_set(MANAGERS, "manager")  # and it talks to the ARM endpoint
+        assert server.request_log[-1].operation == "VirtualMachineScaleSetVMs_List"
+    finally:
+        await client.close()
