@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,8 +78,10 @@ class Cluster:
         never_boots_seconds: float = 3.0,
         image_tags: Sequence[str] = (),
         broken_image_tags: Sequence[str] = (),
+        image_archives: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.root = root
+        self.image_archives = {role: tuple(a) for role, a in (image_archives or {}).items()}
         self.image_tags = tuple(image_tags)
         self.broken_image_tags = tuple(broken_image_tags)
         self.ip_base = ip_base
@@ -176,6 +178,8 @@ class Cluster:
         try:
             await inst.node.start(labels, wait_s=self.boot_timeout)
             await inst.node.load_image(self.image_tags, self.broken_image_tags)
+            for archive in self.image_archives.get(inst.role, ()):
+                await inst.node.api.load_archive(Path(archive))
         except (NodeError, DockerAPIError) as exc:
             raise BootError("OSProvisioningTimedOut", f"{inst.computer_name}: {exc}") from exc
 

@@ -62,6 +62,10 @@ class TestbedConfig:
     # of a release), and tags of a busybox image without `sleep`, whose `sleep` tasks fail.
     image_tags: list[str] = field(default_factory=list)
     broken_image_tags: list[str] = field(default_factory=list)
+    # Image archives (`docker save` tarballs) that instances of a role ("manager", "worker")
+    # load at every boot, before joining the swarm: what a real instance would pull from a
+    # registry for the services it must run, e.g. the controller's image on the managers.
+    image_archives: dict[str, list[str]] = field(default_factory=dict)
     never_boots_seconds: float = 3.0
     ip_base: str = "127.0.1"
     with_arm: bool = True
@@ -90,6 +94,12 @@ class TestbedConfig:
             or not all(p.isdigit() and int(p) < 256 for p in parts)
         ):
             raise ConfigError(f"ip-base: must look like 127.A.B, got {self.ip_base!r}")
+        for role, archives in self.image_archives.items():
+            if role not in ("manager", "worker"):
+                raise ConfigError(f"image-archives: role must be manager or worker, got {role!r}")
+            for archive in archives:
+                if not Path(archive).is_file():
+                    raise ConfigError(f"image-archives: no such file {archive!r}")
         if len(str(Path(self.dir).resolve())) > 48:
             raise ConfigError(f"dir: too long for unix sockets (max 48 chars): {self.dir}")
         if not self.image:

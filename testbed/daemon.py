@@ -41,6 +41,7 @@ class Daemon:
             never_boots_seconds=config.never_boots_seconds,
             image_tags=config.image_tags,
             broken_image_tags=config.broken_image_tags,
+            image_archives=config.image_archives,
         )
         self.arm: Any = None
         self.arm_url: str | None = None

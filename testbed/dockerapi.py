@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import aiohttp
 
@@ -52,7 +53,7 @@ class DockerAPI:
         *,
         params: dict[str, str] | None = None,
         body: Any = None,
-        data: bytes | None = None,
+        data: bytes | BinaryIO | None = None,
         headers: dict[str, str] | None = None,
         wait_s: float | None = None,
     ) -> Any:
@@ -116,3 +117,17 @@ class DockerAPI:
         )
         if isinstance(text, str) and '"error"' in text:
             raise DockerAPIError(500, text)
+
+    async def load_archive(self, archive: Path, wait_s: float = 180.0) -> None:
+        """`docker load` of a `docker save` tarball, streamed from the file."""
+        with archive.open("rb") as stream:
+            text = await self.request(
+                "POST",
+                "/images/load",
+                params={"quiet": "1"},
+                data=stream,
+                headers={"Content-Type": "application/x-tar"},
+                wait_s=wait_s,
+            )
+        if isinstance(text, str) and '"error' in text:
+            raise DockerAPIError(500, f"loading {archive}: {text.strip()}")

@@ -1,8 +1,9 @@
 """The real image build, into a throwaway dockerd, and the stack deployed from it onto a swarm.
 
 One standalone dockerd (own temp dir, vfs, no bridge, its own UTS hostname so the stack's
-`{{.Node.Hostname}}` mount template resolves to its socket) serves the whole module. The build
-takes ≈1.5 min on a fresh machine (debootstrap ≈50 s, then cached in .cache/) and ≈45 s after.
+`{{.Node.Hostname}}` mount template resolves to its socket) serves the whole module. The image is
+the session's `controller_image` (testbed.fixtures: built once per pytest run, ≈1.5 min on a fresh
+machine with debootstrap ≈50 s, then cached in .cache/, ≈45 s after), loaded here (≈6 s).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 from testbed import procs
 from testbed.arm import ArmServer
 from testbed.arm.fake_driver import FakeDriver
-from testbed.image import build_controller_image
+from testbed.fixtures import ControllerImage
 from testbed.node import DockerNode
 
 pytestmark = pytest.mark.image_build
@@ -33,7 +34,6 @@ pytestmark = pytest.mark.image_build
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
 HOSTNAME = "pk-manager"
-TAG = "swarm-upgrade-controller:test"
 IMPORTS = (
     "controller, aiodocker, azure.mgmt.compute.aio, azure.identity.aio, yaml, jsonschema, "
     "prometheus_client"
@@ -88,11 +88,11 @@ def daemon() -> Iterator[Daemon]:
 
 
 @pytest.fixture(scope="module")
-def image(daemon: Daemon) -> str:
+def image(daemon: Daemon, controller_image: ControllerImage) -> str:
     started = time.monotonic()
-    build_controller_image(daemon.host, TAG, REPO / ".cache")
-    print(f"\n[image build into a fresh dockerd: {time.monotonic() - started:.1f} s]")
-    return TAG
+    daemon.docker("load", "-q", "-i", str(controller_image.archive))
+    print(f"\n[image loaded into a fresh dockerd: {time.monotonic() - started:.1f} s]")
+    return controller_image.tag
 
 
 def test_image_runs_the_cli_and_imports_everything_without_network(
