@@ -237,12 +237,21 @@ async def test_stack_deploy_then_set_version_upgrades_the_testbed(
     assert SERVICE not in report["services"]  # the controller's own service is not workload
 
     # Swarm rescheduled the global service: on every (reimaged, new) manager node exactly one
-    # running controller task, created after that node joined; the old node ids are gone.
+    # running controller task, created after that node joined; the old node ids are gone. The
+    # last manager rejoined just before RolloutSucceeded: its task may still be starting.
     now = await docker_get(manager, "/nodes")
     managers = {n["ID"]: n for n in now if n["Spec"]["Role"] == "manager"}
     assert len(managers) == 3 and not set(managers) & set(before.values())
-    tasks = await docker_get(manager, f'/tasks?filters={{"service":["{SERVICE}"]}}')
-    running = [t for t in tasks if t["Status"]["State"] == "running"]
+    running: list[dict[str, Any]] = []
+
+    async def one_replica_per_manager() -> bool:
+        nonlocal running
+        tasks = await docker_get(manager, f'/tasks?filters={{"service":["{SERVICE}"]}}')
+        running = [t for t in tasks if t["Status"]["State"] == "running"]
+        return sorted(t["NodeID"] for t in running) == sorted(managers)
+
+    with contextlib.suppress(AssertionError):
+        await wait_for(one_replica_per_manager, 120, every=1)
     assert sorted(t["NodeID"] for t in running) == sorted(managers), running
     for task in running:
         assert stamp(task["CreatedAt"]) >= stamp(managers[task["NodeID"]]["CreatedAt"]), task
