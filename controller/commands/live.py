@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.catalog import Catalog, load_catalog
-from controller.commands.run import FLAGS, Flag, add_flags, resolve
+from controller.commands.run import DESIRED_LABEL, FLAGS, Flag, add_flags, resolve
 from controller.model import DeclarationError, Desired, load_desired_file, load_desired_text
 from controller.progress import Progress
 from controller.snapshot import Snapshot
@@ -28,9 +28,8 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 3
 EXIT_UNREACHABLE = 4
 
-# What the stack (manifests/stack.yml) gives `swarm-upgrade run --desired-config-label`, and what
-# `set-version` labels its config objects with. Config names are `swarm-upgrade-desired-<stamp>`.
-DESIRED_LABEL = "swarm-upgrade.desired=true"
+# `set-version` labels its config objects with DESIRED_LABEL (what `run` follows by default and
+# the stack's config carries); their names are `swarm-upgrade-desired-<stamp>`.
 DESIRED_NAME_PREFIX = "swarm-upgrade-desired-"
 DEFAULT_MANAGERS = "swarm-manager-vmss"
 DEFAULT_WORKERS = "swarm-worker-vmss"

@@ -30,12 +30,17 @@ class Flag:
     kind: str = "str"  # str | duration | int | bool
 
 
+# The label of the declaration's config objects: what the stack (manifests/stack.yml) creates and
+# `set-version` publishes; the source `run` uses unless told otherwise.
+DESIRED_LABEL = "swarm-upgrade.desired=true"
+
 FLAGS = (
     Flag("env-file", "KEY=value lines (e.g. the testbed's testbed.env) loaded into the "
          "environment first, like `set -a; . FILE`; flags still win"),
     Flag("desired-file", "the declaration: a YAML file, watched (edits apply without a restart)"),
-    Flag("desired-config-label", "the declaration: Docker config objects with this label "
-         "(e.g. swarm-upgrade.desired=true); the newest wins"),
+    Flag("desired-config-label", "the declaration: Docker config objects with this label, the "
+         f"newest wins (default without --desired-file: {DESIRED_LABEL}, the label of the "
+         "stack's config and of `set-version`'s)"),
     Flag("catalog", "release catalog file (default: the bundled one)"),
     Flag("docker-host", "Docker API of the manager this replica runs on",
          "unix:///var/run/docker.sock", ("DOCKER_HOST",)),
@@ -141,6 +146,16 @@ def resolve(args: argparse.Namespace, flags: tuple[Flag, ...]) -> dict[str, Any]
     return out
 
 
+def desired_source(opts: dict[str, Any]) -> dict[str, Any]:
+    """`opts` with the declaration's source settled: the file, else the config label (default
+    DESIRED_LABEL); ValueError if both are given."""
+    if opts["desired_file"] and opts["desired_config_label"]:
+        raise ValueError("--desired-file / --desired-config-label: give one, not both")
+    if not opts["desired_file"]:
+        opts["desired_config_label"] = opts["desired_config_label"] or DESIRED_LABEL
+    return opts
+
+
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "run", help="run the controller (one replica)",
@@ -152,9 +167,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        opts = resolve(args, FLAGS)
-        if bool(opts["desired_file"]) == bool(opts["desired_config_label"]):
-            raise ValueError("--desired-file / --desired-config-label: give exactly one")
+        opts = desired_source(resolve(args, FLAGS))
         if opts["log_format"] not in ("json", "text"):
             raise ValueError(f"--log-format: {opts['log_format']!r} is not one of json, text")
         for key in ("subscription_id", "resource_group"):

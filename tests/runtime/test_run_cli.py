@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from controller.cli import main
-from controller.commands.run import FLAGS, env_names, load_env_file, resolve
+from controller.commands import live
+from controller.commands.run import FLAGS, desired_source, env_names, load_env_file, resolve
 
 
 def test_every_flag_has_an_environment_variable() -> None:
@@ -41,8 +42,8 @@ def test_bad_values_are_one_line_naming_the_flag_or_variable(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "SWARM_UPGRADE_LEASE_DURATION: 'forever'" in err
     monkeypatch.delenv("SWARM_UPGRADE_LEASE_DURATION")
-    assert main(["run"]) == 2
-    assert "--desired-file / --desired-config-label" in capsys.readouterr().err
+    assert main(["run", "--desired-file", str(desired), "--desired-config-label", "a=b"]) == 2
+    assert "--desired-file / --desired-config-label: give one" in capsys.readouterr().err
     assert main(["run", "--desired-file", str(desired), "--log-format", "xml"]) == 2
     assert "--log-format: 'xml'" in capsys.readouterr().err
 
@@ -62,3 +63,13 @@ def test_env_file_is_loaded_like_sourcing_it(
     env.write_text("no equals sign\n")
     with pytest.raises(ValueError, match=r"--env-file: .*:1: not a KEY=value line"):
         load_env_file(str(env))
+
+
+def test_the_declaration_source_defaults_to_the_stack_and_set_version_label() -> None:
+    none = {"desired_file": None, "desired_config_label": None}
+    assert desired_source(dict(none))["desired_config_label"] == "swarm-upgrade.desired=true"
+    assert desired_source(dict(none))["desired_config_label"] == live.DESIRED_LABEL
+    own = desired_source({**none, "desired_config_label": "team=x"})
+    assert own["desired_config_label"] == "team=x"
+    from_file = desired_source({**none, "desired_file": "d.yaml"})
+    assert from_file["desired_config_label"] is None
