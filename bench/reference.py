@@ -4,7 +4,8 @@ For each node in turn (managers, then workers): demote it if it is a manager, `d
 --force` it, set the scale set's model image (once per scale set) and send the manual upgrade of
 its instance through the Azure SDK, wait for the operation, then poll `docker node ls` every 10 s
 until the hostname is Ready again. It talks to the swarm through the docker CLI on a manager
-other than the node being upgraded, and to ARM through the same SDK client as the controller.
+other than the node being upgraded (a command the swarm times out is run again, as an operator
+would), and to ARM through the same adapter as the controller.
 """
 
 from __future__ import annotations
@@ -35,6 +36,27 @@ async def docker(host: str, *args: str) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args)}: {out.decode().strip()}")
     return out.decode()
+
+
+TRANSIENT = ("DeadlineExceeded", "does not have a leader", "context deadline",
+             "node is stopped")
+
+
+async def patient(hosts: dict[str, str], not_host: str, *args: str, tries: int = 5) -> str:
+    """`docker` on a manager other than `not_host`, as an operator runs it: again (on whichever
+    manager answers) after a swarm timeout or an election; a removal that went through before
+    the timeout is done."""
+    for attempt in range(1, tries + 1):
+        try:
+            return await docker(await _answering(hosts, not_host), *args)
+        except RuntimeError as err:
+            text = str(err)
+            if attempt > 1 and args[:2] == ("node", "rm") and "not found" in text:
+                return ""
+            if attempt == tries or not any(m in text for m in TRANSIENT):
+                raise
+            await asyncio.sleep(2)
+    raise AssertionError("unreachable")
 
 
 async def _answering(hosts: dict[str, str], not_host: str) -> str:
@@ -71,10 +93,9 @@ async def upgrade(testbed: TestbedHandle, image: dict[str, str]) -> ReferenceRun
         for inst in instances:
             name, scale_set = inst["computerName"], inst["scaleSet"]
             began = time.time()
-            api = await _answering(hosts, name)
             if inst["role"] == "manager":
-                await docker(api, "node", "demote", name)
-            await docker(api, "node", "rm", "--force", name)
+                await patient(hosts, name, "node", "demote", name)
+            await patient(hosts, name, "node", "rm", "--force", name)
             if scale_set not in models_done:
                 await azure.set_model_image(scale_set, image)
                 models_done.add(scale_set)

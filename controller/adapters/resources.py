@@ -25,6 +25,9 @@ JSON = dict[str, Any]
 T = TypeVar("T")
 # ARM's code for a template it refuses at validation (400).
 INVALID_CODES = ("InvalidTemplate", "InvalidTemplateDeployment", "DeploymentFailed")
+# The template check (validate, what-if) is polled at most this far apart: it blocks the pass
+# that starts a rollout, and ARM answers it in seconds (a Retry-After it sends still wins).
+CHECK_POLL_S = 1.0
 FINISHED = ("Succeeded", "Failed", "Canceled")  # a deployment in another state is still running
 
 
@@ -92,6 +95,7 @@ class ResourceGroupClient:
         self._listed_at = 0.0
         self._busy_since: float | None = None
         self.resource_group = resource_group
+        self.check_polling = min(polling_interval, CHECK_POLL_S)
         self.timeout = timeout
         self._on_call = on_call
         # One TLS context for every request (arm.py: azure-core would make one per request).
@@ -168,7 +172,7 @@ class ResourceGroupClient:
 
         async def validate() -> Any:
             poller = await self._client.deployments.begin_validate(
-                self.resource_group, name, body)
+                self.resource_group, name, body, polling_interval=self.check_polling)
             return await poller.result()
 
         try:
@@ -185,7 +189,8 @@ class ResourceGroupClient:
 
         async def what_if() -> Any:
             poller = await self._client.deployments.begin_what_if(
-                self.resource_group, name, DeploymentWhatIf(_body(template, parameters, mode)))
+                self.resource_group, name, DeploymentWhatIf(_body(template, parameters, mode)),
+                polling_interval=self.check_polling)
             return await poller.result()
 
         changes = await self._guard("Deployments_WhatIf", what_if)
