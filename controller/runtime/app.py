@@ -59,8 +59,12 @@ async def main(opts: dict[str, Any]) -> int:
     try:
         catalog = load_catalog(opts["catalog"])
     except CatalogError as err:
-        sink.emit(ev.WARNING, ev.CONTROLLER_HALTED, "controller/catalog", f"catalog: {err}")
-        return 2
+        # Bad input (exit 1), in one line naming the field: the first problem, and a count.
+        more = len(err.problems) - 1
+        sink.emit(ev.WARNING, ev.CONTROLLER_HALTED, "controller/catalog",
+                  f"--catalog {opts['catalog']}: {err.problems[0]}"
+                  + (f" (and {more} more problem(s))" if more > 0 else ""))
+        return 1
     metrics = Metrics()
     swarm = SwarmClient(opts["docker_host"], timeout=opts["swarm_timeout"],
                         on_call=metrics.swarm_call)

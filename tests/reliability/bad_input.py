@@ -7,7 +7,7 @@ documents (and generated ones) go through a running replica's sources:
   replicas that run on the last good declaration (what the swarm runs: nothing to do);
 - the config-object source: a replica started with `--desired-config-label` gets newer labelled
   config objects, including one of 1 MB;
-- catalogs: `swarm-upgrade run --catalog BAD` must refuse to start with one line, non-zero.
+- catalogs: `swarm-upgrade run --catalog BAD` must refuse to start with one line, exit 1.
 
 Each case must produce an `InvalidSpec` Warning whose message is one line naming the field (the
 expected fragment of tests/core/test_hostile.py); no replica may exit; afterwards the ARM log must
@@ -285,7 +285,8 @@ def check_catalogs(run: Run, allow: Allowances, count: int | None = None) -> lis
             message = str(json.loads(text).get("message", text))
         except ValueError:
             message = text
-        ok = proc.returncode != 0 and len(lines) == 1 and (not field or field in message)
+        # Exit 1: bad input (2 is for usage errors), one line naming the field.
+        ok = proc.returncode == 1 and len(lines) == 1 and (not field or field in message)
         row = {"case": name, "ok": ok, "exit": proc.returncode, "message": message[:300]}
         if not ok:
             row["why"] = f"exit {proc.returncode}, {len(lines)} line(s): {message[:200]!r}"

@@ -73,3 +73,35 @@ def test_the_declaration_source_defaults_to_the_stack_and_set_version_label() ->
     assert own["desired_config_label"] == "team=x"
     from_file = desired_source({**none, "desired_file": "d.yaml"})
     assert from_file["desired_config_label"] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "named"),
+    [
+        ("missing file", None, "cannot read"),
+        ("not YAML", b"channels: [\n", "document"),
+        ("wrong type", b"channels: 42\n", "channels"),
+        ("several problems", b"channels:\n  stable:\n  - version: x\n  - version: y\n",
+         "channels.stable[0]"),
+    ],
+)
+def test_a_bad_catalog_is_bad_input_in_one_line(
+    name: str, content: bytes | None, named: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    """Exit 1 (bad input, not 2 usage) with one line naming --catalog, the file and the field;
+    the replica never starts (no swarm or ARM is contacted: none exists here)."""
+    desired = tmp_path / "d.yaml"
+    desired.write_text("x")
+    catalog = tmp_path / "catalog.yaml"
+    if content is not None:
+        catalog.write_bytes(content)
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "s")
+    monkeypatch.setenv("AZURE_RESOURCE_GROUP", "rg")
+    code = main(["run", "--desired-file", str(desired), "--catalog", str(catalog),
+                 "--metrics-port", "-1", "--log-format", "text"])
+    out = capsys.readouterr()
+    lines = [line for line in (out.out + out.err).splitlines() if line.strip()]
+    assert code == 1, (name, code, lines)
+    assert len(lines) == 1, lines
+    assert f"--catalog {catalog}: " in lines[0] and named in lines[0], lines[0]
