@@ -187,8 +187,8 @@ def as_during(factory: Any) -> During:
 
 
 async def group(c: Any) -> None:
-    names = list(SCENARIOS)
-    for index in range(max(1, c.runs_azure if hasattr(c, "runs_azure") else 1)):
+    names = [n for n in SCENARIOS if c.wanted(n)]
+    for index in range(c.fault_runs):
         for name in names:
             factory, text = SCENARIOS[name]
             bed: Bed = c.bed_for_run()

@@ -1,5 +1,7 @@
 """The reliability campaign: `python -m tests.reliability.campaign --runs N --seed S
-[--scenarios crash,azure,...] [--crash-points K] --out results.json`.
+[--scenarios crash,azure,...] [--crash-points K] [--fault-runs M] [--only NAME,...]
+--out results.json` (`--runs`: crash rollouts; `--fault-runs`: runs of each Azure and swarm
+fault scenario; `--only`: just the scenarios named, e.g. to re-run one after a fix).
 
 Scenario groups (each one testbed, reused for a chain of rollouts while it is healthy; a run that
 leaves it broken gets the next run a fresh one):
@@ -44,8 +46,11 @@ class Campaign:
     """Runs scenario groups and collects their rows."""
 
     def __init__(self, runs: int, seed: int, crash_points: int, workdir: Path,
-                 out: Path | None = None, log: Callable[[str], None] = print) -> None:
+                 out: Path | None = None, log: Callable[[str], None] = print,
+                 fault_runs: int = 1, only: list[str] | None = None) -> None:
         self.runs = runs
+        self.fault_runs = max(1, fault_runs)  # runs of each azure/swarm fault scenario
+        self.only = list(only or [])  # scenario names (or prefixes) to run; empty: all
         self.seed = seed
         self.crash_points = crash_points
         self.workdir = workdir
@@ -95,8 +100,13 @@ class Campaign:
 
     def document(self) -> dict[str, Any]:
         return {"seed": self.seed, "runs": self.runs, "crashPointsPerRun": self.crash_points,
+                "faultRuns": self.fault_runs, "only": self.only,
                 "startedAt": self.started, "finishedAt": time.time(), "rows": self.rows,
                 "summary": summarize(self.rows)}
+
+    def wanted(self, scenario: str) -> bool:
+        """Whether `--only` lets `scenario` run (a name or a prefix of it; no --only: all)."""
+        return not self.only or any(scenario.startswith(o) for o in self.only)
 
     def rundir(self, scenario: str, index: int) -> Path:
         return self.workdir / f"{scenario}-{index}"
@@ -120,6 +130,8 @@ def summarize(rows: list[Row]) -> dict[str, Any]:
 # -- scenario groups --------------------------------------------------------------------------
 
 async def crash_group(c: Campaign) -> None:
+    if not c.wanted("crash"):
+        return
     plans = crash.schedule(c.runs, c.seed, c.crash_points)
     for index, points in enumerate(plans):
         bed = c.bed_for_run()
@@ -164,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=2, help="rollouts per scenario (crash)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--crash-points", type=int, default=13, help="crash points per run")
+    parser.add_argument("--fault-runs", type=int, default=1,
+                        help="runs of each azure and swarm fault scenario")
+    parser.add_argument("--only", default="",
+                        help="comma-separated scenario names (or prefixes) within the groups, "
+                             "e.g. swarm-hang or role-minus")
     parser.add_argument("--scenarios", default=",".join(GROUPS),
                         help=f"comma-separated, of {', '.join(GROUPS)}")
     parser.add_argument("--out", default="tests/reliability/results/campaign.json")
@@ -177,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="reliability-"))
     campaign = Campaign(args.runs, args.seed, args.crash_points, workdir, Path(args.out),
-                        log=lambda line: print(line, flush=True))
+                        log=lambda line: print(line, flush=True), fault_runs=args.fault_runs,
+                        only=[o.strip() for o in args.only.split(",") if o.strip()])
     asyncio.run(run_campaign(campaign, scenarios))
     summary = campaign.document()["summary"]
     print(json.dumps(summary, indent=1))

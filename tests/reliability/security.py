@@ -187,16 +187,19 @@ def minus(action: str, actions: list[str]) -> Any:
 async def group(c: Any) -> None:
     actions = role_actions()
     secret = marker()
-    bed: Bed = c.fresh_bed(client_secret=secret, role_actions=actions)
-    c.add(await secrets_and_endpoints(bed, c.rundir("secrets", 0), secret))
+    if c.wanted("secrets-and-endpoints"):
+        bed: Bed = c.fresh_bed(client_secret=secret, role_actions=actions)
+        c.add(await secrets_and_endpoints(bed, c.rundir("secrets", 0), secret))
     if actions is None:
         c.add({"scenario": "role", "run": 0, "outcome": "not run", "expected": "completed",
                "ok": False, "violations": ["manifests/azure-role.json is not in this tree"]})
         return
     for index, action in enumerate(actions):
+        name = "role-minus-" + action.removeprefix("Microsoft.Compute/")
+        if not c.wanted(name):
+            continue
         bed = c.bed_for_run(client_secret=secret, role_actions=actions)
         await asyncio.to_thread(bed.handle.arm_role, actions)
-        name = "role-minus-" + action.removeprefix("Microsoft.Compute/")
         row = await rollout(bed, c.rundir("role", index), name, 0, minus(action, actions))
         row["group"] = "security"
         c.add(row)

@@ -186,8 +186,11 @@ def as_during(factory: Any) -> During:
 
 
 async def group(c: Any) -> None:
-    for name, factory in SCENARIOS.items():
-        bed: Bed = c.bed_for_run()
-        row = await rollout(bed, c.rundir(name, 0), name, 0, as_during(factory))
-        row["group"] = "swarm"
-        c.add(row)
+    for index in range(c.fault_runs):
+        for name, factory in SCENARIOS.items():
+            if not c.wanted(name):
+                continue
+            bed: Bed = c.bed_for_run()
+            row = await rollout(bed, c.rundir(name, index), name, index, as_during(factory))
+            row["group"] = "swarm"
+            c.add(row)
