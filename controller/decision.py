@@ -38,6 +38,7 @@ DOWN_NODES = "DownNodes"  # refused, or Normal while removeDownNodes removes the
 UNMATCHED_NODE = "UnmatchedNode"
 # ---- reason codes: wait ----
 MANAGER_UNREACHABLE = "ManagerUnreachable"
+MANAGER_SETTLE = "ManagerSettle"  # confirming the other managers stay healthy before a demote
 PAUSED = "Paused"
 NODE_IN_TRANSITION = "NodeInTransition"
 PAUSE_BETWEEN_NODES = "PauseBetweenNodes"

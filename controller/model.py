@@ -47,6 +47,10 @@ class Strategy:
     drain_timeout: float = 900.0
     node_ready_timeout: float = 1800.0
     pause_between_nodes: float = 0.0
+    # Every other manager must be seen Ready and Reachable this long (two observations at least
+    # this far apart) before a manager is demoted; ≥ the time the leader takes to report a
+    # frozen manager (≈3 s measured) with a margin.
+    manager_settle: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ def parse_desired(doc: object) -> Desired:
             drain_timeout=parse_duration(strategy["drainTimeout"]),
             node_ready_timeout=parse_duration(strategy["nodeReadyTimeout"]),
             pause_between_nodes=parse_duration(strategy["pauseBetweenNodes"]),
+            manager_settle=parse_duration(strategy["managerSettle"]),
         ),
         remove_down_nodes=spec["removeDownNodes"],
         allow_downgrade=spec["allowDowngrade"],

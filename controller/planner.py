@@ -84,8 +84,9 @@ def plan(
     if downs and not desired.remove_down_nodes:
         refusals.append(rules.down_nodes_reason(downs, removing=False))
     if refusals:
+        kept = _unsettled(progress) if progress is not None else None
         return Decision(
-            d.REFUSED, tuple(refusals), order, progress=progress, requeue_after=IDLE_REQUEUE
+            d.REFUSED, tuple(refusals), order, progress=kept, requeue_after=IDLE_REQUEUE
         )
     notes = notes + warnings
     if lost:
@@ -117,7 +118,18 @@ def plan(
 
 
 def _wait(order: tuple[str, ...], prog: Progress, reasons: list[Reason]) -> Decision:
-    return Decision(d.WAIT, tuple(reasons), order, progress=prog, requeue_after=WAIT_REQUEUE)
+    return Decision(
+        d.WAIT, tuple(reasons), order, progress=_unsettled(prog), requeue_after=WAIT_REQUEUE
+    )
+
+
+def _unsettled(prog: Progress) -> Progress:
+    """`prog` with every manager's demote confirmation (steps._demote) started over: a pass that
+    stops before the steps saw something wrong, so it cannot count as a healthy observation."""
+    for rec in list(prog.nodes.values()):
+        if rec.settled_since:
+            prog = prog.with_node(replace(rec, settled_since=0.0))
+    return prog
 
 
 def _carry(

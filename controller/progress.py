@@ -104,6 +104,8 @@ class NodeProgress:
     reimage_requested_at: float = 0.0
     halted_reason: str = ""
     retry: bool = False  # set by resume: a failed reimage may be requested once more
+    # since when every other manager has been seen Ready and Reachable before the demote
+    settled_since: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -124,6 +126,8 @@ class NodeProgress:
             d["haltedReason"] = self.halted_reason
         if self.retry:
             d["retry"] = True
+        if self.settled_since:
+            d["managersSettledSince"] = self.settled_since
         return d
 
     @classmethod
@@ -143,6 +147,7 @@ class NodeProgress:
             reimage_requested_at=jf.number(o, "reimageRequestedAt", where, default=0.0),
             halted_reason=jf.string(o, "haltedReason", where, default=""),
             retry=jf.boolean(o, "retry", where, default=False),
+            settled_since=jf.number(o, "managersSettledSince", where, default=0.0),
         )
 
 

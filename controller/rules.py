@@ -69,7 +69,7 @@ class ClusterView:
         if not exclude_id and hostname in self._live:
             return self._live[hostname]
         found = [
-            n for n in self.entries.get(hostname, ()) if n.state != "down" and n.id != exclude_id
+            n for n in self.entries.get(hostname, ()) if not n.down and n.id != exclude_id
         ]
         best = max(found, key=lambda n: (n.created_at, n.id)) if found else None
         if not exclude_id:
@@ -247,7 +247,7 @@ def _upgrade_from(catalog: Catalog, target: Release) -> tuple[str, ...]:
 
 def manager_hosts(view: ClusterView, in_flight: Collection[str]) -> set[str]:
     """Hostnames that are (or, while in flight, were) managers and are not Down."""
-    hosts = {n.hostname for n in view.snapshot.nodes if n.role == "manager" and n.state != "down"}
+    hosts = {n.hostname for n in view.snapshot.nodes if n.role == "manager" and not n.down}
     return hosts | set(in_flight)
 
 
@@ -257,7 +257,7 @@ def check_unmatched(view: ClusterView, in_flight: Collection[str]) -> list[Reaso
     orphans = sorted(
         f"{n.hostname} ({n.id[:12]})"
         for n in view.snapshot.nodes
-        if n.state != "down" and n.hostname and n.hostname not in view.members
+        if not n.down and n.hostname and n.hostname not in view.members
         and n.hostname not in in_flight
     )
     if orphans:
@@ -282,9 +282,10 @@ def check_unmatched(view: ClusterView, in_flight: Collection[str]) -> list[Reaso
 
 def foreign_down_nodes(view: ClusterView, in_flight: Collection[str]) -> list[Node]:
     """Down node entries of hosts not in flight (the step machine owns those: their old entry
-    goes Down on purpose, a new entry going Down halts the rollout with NodeLost)."""
+    goes Down on purpose, a new entry going Down halts the rollout with NodeLost). A manager
+    that raft still reaches is not one of them (`Node.down`): check_managers waits for it."""
     return sorted(
-        (n for n in view.snapshot.nodes if n.state == "down" and n.hostname not in in_flight),
+        (n for n in view.snapshot.nodes if n.down and n.hostname not in in_flight),
         key=lambda n: (n.hostname, n.id),
     )
 
@@ -307,13 +308,31 @@ def quorum_holds(view: ClusterView) -> bool:
     return 2 * len(healthy) > len(members)
 
 
+def demote_blockers(nodes: Iterable[Node], node_id: str) -> list[str]:
+    """The other managers that are not Ready and Reachable (`Node.healthy_manager`), as
+    `hostname (state, reachability)`: demoting `node_id` is safe only when there are none.
+
+    Demoting a manager shrinks the raft; if another manager is out at the same moment (crashed,
+    frozen, partitioned) the rest may have no majority (3 managers: one demoted, one frozen, one
+    left of two members). Stricter than a majority on purpose: a manager the leader has not yet
+    noticed is out still looks healthy, so no margin is given away. The planner asks this before
+    it demotes (steps.py, with `managerSettle` between two observations) and the runtime asks it
+    again on a fresh node list right before the call.
+    """
+    return sorted(
+        f"{n.hostname or n.id[:12]} ({n.state}, {n.reachability or 'unknown'})"
+        for n in nodes
+        if n.role == "manager" and n.id != node_id and not n.healthy_manager
+    )
+
+
 def check_managers(view: ClusterView, in_flight: Collection[str]) -> list[Reason]:
     """ManagerUnreachable: never act while another manager (not in flight) is unhealthy."""
     bad = sorted(
         f"{n.hostname} ({n.state}, {n.reachability or 'unknown'})"
         for n in view.snapshot.nodes
         if n.role == "manager"
-        and n.state != "down"
+        and not n.down
         and n.hostname != view.self_hostname
         and n.hostname not in in_flight
         and not n.healthy_manager
@@ -341,17 +360,17 @@ def check_transitions(view: ClusterView, in_flight: Collection[str]) -> list[Rea
     """NodeInTransition: instances or nodes changing that the rollout did not touch."""
     # A node that just joined is listed before it reported its description (no hostname yet).
     busy: list[str] = [f"a node entry {n.id[:12]} without a hostname yet (joining)"
-                       for n in view.snapshot.nodes if not n.hostname and n.state != "down"]
+                       for n in view.snapshot.nodes if not n.hostname and not n.down]
     for host, m in sorted(view.members.items()):
         if host in in_flight:
             continue
         if m.instance.provisioning_state != "Succeeded":
             busy.append(f"{host} (instance {m.instance.provisioning_state})")
             continue
-        entries = [n for n in view.entries.get(host, ()) if n.state != "down"]
+        entries = [n for n in view.entries.get(host, ()) if not n.down]
         if len(entries) > 1:
             busy.append(f"{host} ({len(entries)} live node entries)")
-        elif entries and entries[0].state != "ready":
+        elif entries and not (entries[0].ready or entries[0].healthy_manager):
             busy.append(f"{host} (node {entries[0].state})")
     if busy:
         return [

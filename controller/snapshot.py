@@ -45,8 +45,26 @@ class Node:
 
     @property
     def healthy_manager(self) -> bool:
-        """A manager that is Ready and Reachable (counts towards raft quorum)."""
-        return self.role == "manager" and self.ready and self.reachability == "reachable"
+        """A manager that is Ready and Reachable (counts towards raft quorum), or the leader
+        itself while its own entry shows Down or Unknown.
+
+        Swarm tracks node status (Ready/Down) only in the leader's dispatcher, from the agents'
+        heartbeats; raft membership (Reachable, Leader) is what quorum depends on. After
+        leadership moves, the new leader's own entry can stay Down or Unknown while it leads
+        (moby/moby#25017, #35109; seen in the reliability campaign for minutes). A snapshot
+        lists the nodes through the leader, so a leader named in it answered: it is in.
+        """
+        if self.role != "manager" or self.reachability != "reachable":
+            return False
+        return self.ready or self.leader
+
+    @property
+    def down(self) -> bool:
+        """Out of the swarm: state Down, and not a manager that raft still reaches (whose
+        Down status is the dispatcher's view only: it is waited for, never removed)."""
+        return self.state == "down" and not (
+            self.role == "manager" and self.reachability == "reachable"
+        )
 
 
 @dataclass(frozen=True)
@@ -162,6 +180,11 @@ def _image(obj: Mapping[str, Any], key: str, where: str) -> ImageRef | None:
         sku=jf.string(img, "sku", path),
         version=jf.string(img, "version", path),
     )
+
+
+def node_from_dict(value: Any, where: str = "node") -> Node:
+    """A `Node` from its snapshot shape (`nodes[]`); ValueError names the bad field."""
+    return _node(value, where)
 
 
 def _node(value: Any, where: str) -> Node:

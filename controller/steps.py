@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from controller import decision as d
 from controller import progress as pg
+from controller import rules
 from controller.catalog import ImageRef
 from controller.decision import Action, Reason
 from controller.model import Strategy
@@ -72,11 +73,11 @@ def advance(
         )
     old = view.node_by_id.get(rec.old_node_id)
     if rec.phase in (pg.DRAIN, pg.DEMOTE, pg.MODEL):
-        if old is not None and old.state == "down" and not _timed_out(rec, now, DOWN_GRACE):
+        if old is not None and old.down and not _timed_out(rec, now, DOWN_GRACE):
             return _wait(rec, f"{host} ({rec.old_node_id[:12]}) is Down in its {rec.phase} "
                               f"phase; waiting up to {DOWN_GRACE:g}s for it to come back "
                               f"(a demoted leader can miss heartbeats while leadership moves)")
-        if old is None or old.state == "down":
+        if old is None or old.down:
             return _halt(
                 rec,
                 d.NODE_LOST,
@@ -117,30 +118,7 @@ def _before_reimage(
             )
         return _wait(rec, f"draining {host}: {old.running_tasks} task(s) still running")
     if old.role == "manager":
-        rec = _enter(rec, pg.DEMOTE, now)
-        members = [n for n in view.snapshot.nodes if n.role == "manager"]
-        healthy_others = [n for n in members if n.id != old.id and n.healthy_manager]
-        if 2 * len(healthy_others) <= len(members) - 1:
-            # Taking it out of the raft must leave a majority of the remaining members healthy.
-            # Waiting for that is not the node's fault: its demote timer starts afterwards.
-            return Step(
-                replace(rec, phase_since=now),
-                reason=Reason(
-                    d.MANAGER_UNREACHABLE,
-                    f"not demoting {host}: {len(healthy_others)} of the other "
-                    f"{len(members) - 1} managers are Ready and Reachable, no majority",
-                    d.WARNING,
-                ),
-            )
-        if _timed_out(rec, now, strategy.drain_timeout):
-            return _halt(
-                rec, d.NODE_TIMEOUT, f"{host} was not demoted within {strategy.drain_timeout:g}s"
-            )
-        return _act(
-            rec,
-            Action(d.DEMOTE, host, rec.scale_set, rec.instance_id, old.id),
-            f"demoting {host} so the raft keeps a majority while it is reimaged",
-        )
+        return _demote(rec, view, old, strategy, now)
     ss = view.sets[rec.scale_set]
     if ss.model != target:
         rec = _enter(rec, pg.MODEL, now)
@@ -157,6 +135,48 @@ def _before_reimage(
             f"setting the image of scale set {ss.name} to {target.version}",
         )
     return _request_reimage(rec, now, f"reimaging {host} ({ss.name}/{rec.instance_id})")
+
+
+def _demote(
+    rec: NodeProgress, view: ClusterView, old: Node, strategy: Strategy, now: float
+) -> Step:
+    """Demote only when every other manager is Ready and Reachable, in two observations at least
+    `managerSettle` apart (ManagerSettle while confirming); a manager out resets the count."""
+    host = rec.hostname
+    rec = _enter(rec, pg.DEMOTE, now)
+    blockers = rules.demote_blockers(view.snapshot.nodes, old.id)
+    if blockers:
+        # Waiting for them is not the node's fault: its demote timer starts afterwards.
+        return Step(
+            replace(rec, phase_since=now, settled_since=0.0),
+            reason=Reason(
+                d.MANAGER_UNREACHABLE,
+                f"not demoting {host}: other managers not Ready and Reachable: "
+                f"{rules.names(blockers)}",
+                d.WARNING,
+            ),
+        )
+    settle = strategy.manager_settle
+    since = rec.settled_since if rec.settled_since > 0 else now
+    if now - since < settle:
+        return Step(
+            replace(rec, settled_since=since),
+            reason=Reason(
+                d.MANAGER_SETTLE,
+                f"confirming every other manager stays Ready and Reachable for {settle:g}s "
+                f"before demoting {host} ({settle - (now - since):.0f}s left)",
+            ),
+        )
+    # The demote timer runs from the end of the confirmation (or the phase's start, if later).
+    if now - max(rec.phase_since, since + settle) > strategy.drain_timeout:
+        return _halt(
+            rec, d.NODE_TIMEOUT, f"{host} was not demoted within {strategy.drain_timeout:g}s"
+        )
+    return _act(
+        replace(rec, settled_since=since),
+        Action(d.DEMOTE, host, rec.scale_set, rec.instance_id, old.id),
+        f"demoting {host} so the raft keeps a majority while it is reimaged",
+    )
 
 
 def _request_reimage(rec: NodeProgress, now: float, message: str) -> Step:
@@ -244,10 +264,10 @@ def _after_rejoin(
 ) -> Step:
     host = rec.hostname
     new = view.node_by_id.get(rec.new_node_id)
-    if new is not None and new.state == "down" and not _timed_out(rec, now, DOWN_GRACE):
+    if new is not None and new.down and not _timed_out(rec, now, DOWN_GRACE):
         return _wait(rec, f"the new node entry of {host} ({rec.new_node_id[:12]}) is Down; "
                           f"waiting up to {DOWN_GRACE:g}s for it to come back")
-    if new is None or new.state == "down":
+    if new is None or new.down:
         return _halt(
             rec,
             d.NODE_LOST,

@@ -17,13 +17,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller import decision as d
+from controller import rules
 from controller.adapters.azure import AzureFailure, AzurePermanent
-from controller.adapters.swarm import NotFound, SwarmError
+from controller.adapters.swarm import NotFound, SwarmError, node_fields
 from controller.decision import Action
 from controller.runtime import events as ev
 from controller.runtime.events import EventSink
 from controller.runtime.health import Metrics
 from controller.runtime.ports import ReimagePort, ScaleSetPort, SwarmPort
+from controller.snapshot import node_from_dict
 
 
 class Executor:
@@ -69,10 +71,17 @@ class Executor:
                        f"draining {a.node} ({a.node_id[:12]}): its tasks move to other nodes")
 
     async def _demote(self, a: Action) -> None:
-        try:
-            leader = bool((await self.swarm.node(a.node_id)).get("ManagerStatus", {}).get("Leader"))
-        except NotFound:
-            leader = False
+        # The planner demotes only after two observations `managerSettle` apart; the same rule
+        # is asked once more on a fresh node list right before the call (a manager that went
+        # out since the pass's observation), and the next pass decides again.
+        fresh = [node_from_dict(node_fields(n, 0)) for n in await self.swarm.nodes()]
+        blockers = rules.demote_blockers(fresh, a.node_id)
+        if blockers:
+            self._emit(ev.WARNING, d.MANAGER_UNREACHABLE, ev.node_object(a.node),
+                       f"not demoting {a.node}: right before the call, other managers are not "
+                       f"Ready and Reachable: {rules.names(blockers)}; waiting")
+            return
+        leader = any(n.leader for n in fresh if n.id == a.node_id)
         if await self.swarm.patch_node(a.node_id, Role="worker"):
             moved = "; it was the leader: leadership moves to another manager" if leader else ""
             self._emit(ev.NORMAL, ev.NODE_DEMOTED, ev.node_object(a.node),

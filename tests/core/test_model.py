@@ -188,7 +188,8 @@ def test_duration_bound_messages() -> None:
         ({"strategy": {"maxUnavailableWorkers": 1001}},
          "spec.strategy.maxUnavailableWorkers: 1001 must be at most 1000"),
         ({"strategy": {"surge": 1}}, "spec.strategy.surge: is not a known field (known: "
-         "maxUnavailableWorkers, drainTimeout, nodeReadyTimeout, pauseBetweenNodes)"),
+         "maxUnavailableWorkers, drainTimeout, nodeReadyTimeout, pauseBetweenNodes, "
+         "managerSettle)"),
         ({"pausd": True}, "spec.pausd: is not a known field"),
         ({"strategy": []}, "spec.strategy: a list of 0 item(s) must be a mapping"),
     ],

@@ -221,6 +221,9 @@ def test_paused_finishes_the_node_in_flight_but_starts_no_other() -> None:
     c.apply(first.actions[0])
     c.live("swarm-manager000001").running_tasks = 0
     dec = run(c, desired(paused=True), first.progress)
+    assert codes(dec)[0] == d.MANAGER_SETTLE and not dec.actions  # confirming the others first
+    c.now += Strategy().manager_settle
+    dec = run(c, desired(paused=True), dec.progress)
     assert [a.kind for a in dec.actions] == [d.DEMOTE]
     assert {a.node for a in dec.actions} == {"swarm-manager000001"}
 

@@ -78,6 +78,9 @@ def test_manager_steps_drain_demote_model_reimage_remove() -> None:
     # tasks still running: wait, do not demote
     assert p.step().verdict == d.WAIT
     p.c.advance(10)
+    dec = p.step()  # drained: every other manager must now stay healthy for managerSettle
+    assert dec.verdict == d.WAIT and dec.reasons[0].code == d.MANAGER_SETTLE and not dec.actions
+    p.c.advance(Strategy().manager_settle)
     assert kinds(p.step()) == [(d.DEMOTE, "swarm-manager000001")]
     dec = p.step()
     assert [a.kind for a in dec.actions] == [d.SET_MODEL_IMAGE]  # alone, before any reimage
@@ -298,6 +301,9 @@ def test_demote_only_if_the_remaining_managers_keep_a_majority() -> None:
     assert dec.verdict == d.WAIT and not dec.actions
     assert dec.reasons[0].code == d.MANAGER_UNREACHABLE
     node(c, "swarm-manager000000").reachable = True
+    dec = p.step()  # back: the confirmation starts again from this observation
+    assert dec.reasons[0].code == d.MANAGER_SETTLE and not dec.actions
+    p.c.advance(Strategy().manager_settle)
     assert kinds(p.step()) == [(d.DEMOTE, "swarm-manager000001")]
 
 
