@@ -1,6 +1,6 @@
 """Renders docs/reliability.md from campaign JSON files (tests/reliability/results/*.json).
 
-    python -m tests.reliability.report tests/reliability/results/*.json --out docs/reliability.md
+    python -m tests.reliability.report [RESULTS.json ...] [--out docs/reliability.md]
 
 Nothing in the document is written by hand except the fixed text below: every number comes from
 the rows of the JSON files (several files are merged, e.g. a crash campaign and a faults one).
@@ -15,6 +15,8 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+RESULTS = Path("tests/reliability/results")
 
 INTRO = """# Reliability campaign
 
@@ -46,9 +48,26 @@ sample service, and the referee sampling every manager at 10 Hz. Each run is jud
 
 
 def load(paths: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    docs = [json.loads(p.read_text()) for p in paths]
+    """The campaign documents among `paths` (files without `rows`, e.g. findings.json, are not
+    campaign results) and all their rows."""
+    docs = [doc for doc in (json.loads(p.read_text()) for p in paths) if "rows" in doc]
     rows = [row for doc in docs for row in doc.get("rows", [])]
     return docs, rows
+
+
+def _group_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Per scenario group: runs, runs ok, crash points, violations."""
+    out = ["| group | runs | ok | crash points | invariant violations |",
+           "|---|---|---|---|---|"]
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[str(row.get("group", row["scenario"]))].append(row)
+    for group, items in groups.items():
+        points = sum(int((r.get("measured") or {}).get("crashPoints", 0)) for r in items)
+        out.append(f"| {group} | {len(items)} | {sum(1 for r in items if r.get('ok'))} | "
+                   f"{points} | {sum(len(r.get('violations', [])) for r in items)} |")
+    out.append("")
+    return out
 
 
 def _fmt_outcomes(rows: list[dict[str, Any]]) -> str:
@@ -58,14 +77,16 @@ def _fmt_outcomes(rows: list[dict[str, Any]]) -> str:
 
 def render(paths: list[Path], findings: Path | None = None) -> str:
     docs, rows = load(paths)
-    out = [INTRO.format(files=", ".join(f"`{p.as_posix()}`" for p in paths))]
+    used = [p for p in paths if p != findings]
+    out = [INTRO.format(files=", ".join(f"`{p.as_posix()}`" for p in used))]
     total_violations = sum(len(r.get("violations", [])) for r in rows)
     crash_points = sum(int((r.get("measured") or {}).get("crashPoints", 0)) for r in rows)
-    seeds = sorted({d.get("seed") for d in docs})
+    seeds = sorted({int(d["seed"]) for d in docs if d.get("seed") is not None})
     when = max((d.get("finishedAt", 0) for d in docs), default=0)
     stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC") if when else "?"
     out.append(f"**Totals**: {len(rows)} runs, {crash_points} crash points, "
                f"**{total_violations} invariant violations**; seeds {seeds}; last run {stamp}.\n")
+    out += _group_table(rows)
     out.append("## Scenarios\n")
     out.append("| group | scenario | runs | outcome | ok | violations | notes |")
     out.append("|---|---|---|---|---|---|---|")
@@ -217,12 +238,14 @@ def _violations(rows: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability.report")
-    parser.add_argument("results", nargs="+", type=Path)
+    parser.add_argument("results", nargs="*", type=Path,
+                        help="campaign JSON files (default: tests/reliability/results/*.json)")
     parser.add_argument("--out", type=Path, default=Path("docs/reliability.md"))
     parser.add_argument("--findings", type=Path,
                         default=Path("tests/reliability/results/findings.json"))
     args = parser.parse_args(argv)
-    args.out.write_text(render(args.results, args.findings))
+    results = args.results or sorted(RESULTS.glob("*.json"))
+    args.out.write_text(render(results, args.findings))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -29,8 +29,11 @@ from tests.runtime.localswarm import LocalSwarm
 SUB, RG = "00000000-0000-0000-0000-0000000000bb", "rg"
 LEASE = 8.0  # long enough for a pass on a loaded machine (the resources phase adds passes)
 OLD = {"publisher": "docker", "offer": "docker4azure", "sku": "stable", "version": "17.06.0"}
+# managerSettle 0s: these passes follow each other without waiting (the settle rule has its
+# own tests: tests/core/test_planner_managers.py, and the demote re-check below).
 DESIRED = ("apiVersion: swarm-upgrade.io/v1alpha1\nkind: SwarmUpgrade\nmetadata:\n  name: t\n"
-           "spec:\n  channel: stable\n  version: 17.06.1-ce-azure1\n")
+           "spec:\n  channel: stable\n  version: 17.06.1-ce-azure1\n"
+           "  strategy:\n    managerSettle: 0s\n")
 
 
 @pytest.fixture
