@@ -74,7 +74,7 @@ class Controller:
         self.catalog = catalog
         self.sink = sink
         self.metrics = metrics
-        self.store = StateStore(swarm)
+        self.store = StateStore(swarm, clock=self.clock.now)
         self.wake = asyncio.Event()
         self.executor = Executor(swarm, azure, sink, metrics, self.trigger)
         self.phases = PhaseRuntime(swarm, resources, catalog, sink)

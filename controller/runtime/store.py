@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -97,9 +98,23 @@ def _parse(config: dict[str, Any]) -> State:
 class StateStore:
     """Reads and compare-and-swaps the state object through the swarm adapter."""
 
-    def __init__(self, client: SwarmPort, name: str = STATE_NAME) -> None:
+    def __init__(self, client: SwarmPort, name: str = STATE_NAME,
+                 clock: Callable[[], float] | None = None) -> None:
         self.client = client
         self.name = name
+        self.clock = clock
+
+    def _now(self, passed: float) -> float:
+        """The time to judge a lease by, taken AFTER the read: a read that blocked (a busy or
+        leaderless swarm answers after seconds) must not make an expired lease look held, nor
+        write an expiry that is already past when it lands."""
+        return max(passed, self.clock()) if self.clock is not None else passed
+
+    @staticmethod
+    def _not_ours(lease: Lease, replica: str) -> LeaseLost:
+        if lease.holder == replica:
+            return LeaseLost("our lease expired before it was renewed (the swarm answered late)")
+        return LeaseLost(f"lease held by {lease.holder or 'nobody'}")
 
     async def read(self) -> State:
         """The current state, creating the object if it does not exist yet."""
@@ -136,6 +151,7 @@ class StateStore:
     ) -> tuple[State, bool]:
         """Take the lease if it is ours, free or expired. Returns (state, we hold it)."""
         state = await self.read()
+        now = self._now(now)
         lease = state.lease
         if lease.held_by(replica, now):
             return state, True
@@ -152,8 +168,9 @@ class StateStore:
     async def renew(self, replica: str, now: float, duration: float) -> State:
         """Extend our lease; LeaseLost if it is not ours any more."""
         state = await self.read()
+        now = self._now(now)
         if not state.lease.held_by(replica, now):
-            raise LeaseLost(f"lease held by {state.lease.holder or 'nobody'}")
+            raise self._not_ours(state.lease, replica)
         lease = replace(state.lease, renewed=now, expires=now + duration)
         try:
             return await self.write(state, lease, state.progress)
@@ -166,8 +183,9 @@ class StateStore:
         """Write progress fenced by the lease (and renew it). LeaseLost if not ours."""
         for _ in range(3):
             state = await self.read()
+            now = self._now(now)
             if not state.lease.held_by(replica, now):
-                raise LeaseLost(f"lease held by {state.lease.holder or 'nobody'}")
+                raise self._not_ours(state.lease, replica)
             lease = replace(state.lease, renewed=now, expires=now + duration)
             try:
                 return await self.write(state, lease, progress)
@@ -178,8 +196,9 @@ class StateStore:
     async def hand_over(self, replica: str, hostname: str, now: float) -> State:
         """Give the lease up so that a replica on another manager continues."""
         state = await self.read()
+        now = self._now(now)
         if not state.lease.held_by(replica, now):
-            raise LeaseLost(f"lease held by {state.lease.holder or 'nobody'}")
+            raise self._not_ours(state.lease, replica)
         lease = Lease(holder="", node="", renewed=now, expires=now, avoid_node=hostname)
         return await self.write(state, lease, state.progress)
 

@@ -95,3 +95,23 @@ async def test_release_frees_the_lease_at_once(store: StateStore) -> None:
     assert (await store.acquire(a, "m0", now, 15))[1]
     await store.release(a, now + 1)
     assert (await store.acquire(b, "m0", now + 1, 15))[1]
+
+
+async def test_a_late_answer_does_not_make_an_expired_lease_look_held(store: StateStore) -> None:
+    """Found by the campaign (swarm-hang, quorum-lost): a pass read its clock, then the swarm
+    answered seconds later; judged by the stale time, an expired lease looked held (and a new
+    one was written already expired, so another replica took it at once: two holders). With
+    the store's clock the lease is judged after the read; losing our own expired lease says so
+    instead of 'lease held by <this replica>'."""
+    clock = [time.time()]
+    late = StateStore(store.client, name=store.name, clock=lambda: clock[0])
+    a, b = new_replica_id("m0"), new_replica_id("m1")
+    start = clock[0]
+    assert (await late.acquire(a, "m0", start, 5))[1]
+    clock[0] = start + 6  # the answer came 6 s after the pass read its clock
+    with pytest.raises(LeaseLost, match="our lease expired"):
+        await late.save_progress(a, {"step": 1}, start + 1, 5)
+    state, got = await late.acquire(b, "m1", start + 1, 5)  # b's stale time: judged at +6
+    assert got and state.lease.expires == pytest.approx(start + 11)
+    with pytest.raises(LeaseLost, match="lease held by " + b):
+        await late.renew(a, start + 1, 5)
