@@ -45,7 +45,15 @@ def hand_written() -> list[tuple[str, bytes, str]]:
 
     out = []
     for name, data, expect in HOSTILE_TEXT:
-        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        if isinstance(data, str):
+            try:
+                raw = data.encode("utf-8")
+            except UnicodeEncodeError:
+                # A lone surrogate cannot reach a file or a config object as text: its bytes
+                # (surrogatepass) are invalid UTF-8, which the sources refuse as such.
+                raw, expect = data.encode("utf-8", "surrogatepass"), "document: is not UTF-8"
+        else:
+            raw = data
         out.append((name, raw, expect))
     return out
 
