@@ -58,7 +58,8 @@ async def rollout(bed: Bed, directory: Path, scenario: str, index: int, during: 
         begin = time.time()
         run.declare(text(target) if text else declaration(target))
         task = asyncio.create_task(during(run, target, allow)) if during else None
-        waiter = asyncio.create_task(run.wait_reason("RolloutSucceeded", wait_s, after=begin))
+        waiter = asyncio.create_task(run.wait_for(_succeeded(target, begin), wait_s,
+                                                  f"RolloutSucceeded for {target}"))
         try:
             if task is not None:
                 await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
@@ -103,6 +104,17 @@ async def rollout(bed: Bed, directory: Path, scenario: str, index: int, during: 
                   durationS=round(time.monotonic() - started, 1),
                   measured={**verdict.measured, **allow.measured}, details=allow.details)
     return result
+
+
+def _succeeded(target: str, after: float) -> Callable[[list[dict[str, Any]]], bool]:
+    """A RolloutSucceeded for `target`: fresh replicas announce the rollout they find finished
+    (the previous target) in their first pass, right after their UpToDate, which is what the
+    run waits for before it declares the target: matched by time alone, that announcement ended
+    a token-failures run before it began."""
+    def found(events: list[dict[str, Any]]) -> bool:
+        return any(e.get("reason") == "RolloutSucceeded" and e.get("version") == target
+                   and e.get("time") and inv.epoch(e["time"]) >= after for e in events)
+    return found
 
 
 def judge(run: Run, report: dict[str, Any], target: str, allow: Allowances,
