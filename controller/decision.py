@@ -39,6 +39,7 @@ UNMATCHED_NODE = "UnmatchedNode"
 # ---- reason codes: wait ----
 MANAGER_UNREACHABLE = "ManagerUnreachable"
 MANAGER_SETTLE = "ManagerSettle"  # confirming the other managers stay healthy before a demote
+SERVICES_RECOVERING = "ServicesRecovering"  # a service's tasks are not all running: no new node
 PAUSED = "Paused"
 NODE_IN_TRANSITION = "NodeInTransition"
 PAUSE_BETWEEN_NODES = "PauseBetweenNodes"

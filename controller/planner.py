@@ -31,6 +31,10 @@ from controller.snapshot import Snapshot
 STEP_REQUEUE = 2.0  # a step is in flight: look again soon
 WAIT_REQUEUE = 10.0  # waiting for something the rollout did not cause
 IDLE_REQUEUE = 60.0  # done, refused, halted, paused
+# A new node starts only once every service runs all its tasks again, or this long after the
+# previous node finished (then with a Warning: a service that cannot converge must not stall
+# the rollout for ever).
+SERVICES_WAIT = 120.0
 
 
 def plan(
@@ -294,6 +298,27 @@ def _start(
             )
         )
         return out
+    lagging = rules.services_below_desired(view.snapshot)
+    if lagging:
+        waited = now - max(prog.last_done_at, prog.started_at)
+        if waited < SERVICES_WAIT:
+            out.pause_left = STEP_REQUEUE
+            out.reasons.append(
+                Reason(
+                    d.SERVICES_RECOVERING,
+                    f"waiting for every task of {rules.names(lagging)} to run again before the "
+                    f"next node (up to {SERVICES_WAIT:g}s after the last node; {waited:.0f}s)",
+                )
+            )
+            return out
+        out.reasons.append(
+            Reason(
+                d.SERVICES_RECOVERING,
+                f"{rules.names(lagging)} still below their desired tasks "
+                f"{waited:.0f}s after the last node: going on with the next node",
+                d.WARNING,
+            )
+        )
     if managers:
         chosen = managers[:1]
     elif workers:

@@ -17,6 +17,8 @@ from controller.model import Desired
 from controller.snapshot import Instance, Node, ScaleSet, Snapshot
 
 MIN_MANAGERS = 3
+# The controller's own service (adapters/swarm.py labels it the same way) is not workload.
+CONTROLLER_SERVICE_LABEL = "swarm-upgrade.controller"
 LIST_LIMIT = 5  # names listed in one reason message before "and N more"
 
 
@@ -354,6 +356,22 @@ def check_managers(view: ClusterView, in_flight: Collection[str]) -> list[Reason
             )
         ]
     return []
+
+
+def services_below_desired(snapshot: Snapshot) -> list[str]:
+    """Services (not the controller's own) with fewer running tasks than desired, as
+    `name (running/desired)`; none when the services were not observed.
+
+    Draining a node only waits for its tasks to stop; swarm starts their replacements elsewhere,
+    which takes seconds (longer on a loaded host). Draining the next node before they run can
+    take the last running tasks of a service down (reliability campaign, swarm-hang: the sample
+    service had 0 of 4 tasks running as the next node was drained).
+    """
+    return sorted(
+        f"{s.name} ({s.running_tasks}/{s.desired_tasks})"
+        for s in snapshot.observed.services or ()
+        if CONTROLLER_SERVICE_LABEL not in s.labels and s.running_tasks < s.desired_tasks
+    )
 
 
 def check_transitions(view: ClusterView, in_flight: Collection[str]) -> list[Reason]:
