@@ -6,6 +6,8 @@
    the spawn to its first pass's verdict event (UpToDate), median; with where it goes (spawn →
    ControllerStarted: interpreter, imports, clients; → LeaseAcquired: declaration, swarm info,
    the lease's compare-and-swap; → UpToDate: observe + plan) and the CPU the process used.
+   With `--optimize` every controller process runs with PYTHONOPTIMIZE=2 (docstrings and
+   asserts dropped; the -OO bytecode is compiled first, as an image build would).
    With `--start-nice -10` the starts are timed a second time at that priority: on a shared
    machine, what the start costs when the process gets a core. Before them, `--once` passes
    until UpToDate: a fresh testbed first gets the release's
@@ -61,10 +63,24 @@ def cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+OPTIMIZE = {"on": False}  # --optimize: the replicas run with PYTHONOPTIMIZE=2
+
+
 def env_for(tb: TestbedHandle) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in tb.env}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    if OPTIMIZE["on"]:
+        env["PYTHONOPTIMIZE"] = "2"
     return env
+
+
+def compile_optimized() -> None:
+    """The -OO bytecode of the venv and the controller, as an image build would make it
+    (otherwise every start would compile, and with PYTHONDONTWRITEBYTECODE never keep it)."""
+    import sysconfig
+    for tree in (sysconfig.get_paths()["purelib"], str(Path(__file__).parents[1] / "controller")):
+        subprocess.run([sys.executable, "-OO", "-m", "compileall", "-q", tree],
+                       capture_output=True, check=False)
 
 
 def run_once(tb: TestbedHandle, desired: Path, nice: int = 0
@@ -203,11 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.footprint", description=__doc__)
     p.add_argument("--idle-s", type=float, default=60.0)
     p.add_argument("--starts", type=int, default=5)
+    p.add_argument("--optimize", action="store_true",
+                   help="run the controller with PYTHONOPTIMIZE=2 (no docstrings, no asserts)")
     p.add_argument("--start-nice", type=int, default=0,
                    help="also time the starts under `nice -n N` (e.g. -10 as root: the CPU share "
                    "the process gets on a quiet machine, when the machine is shared)")
     args = p.parse_args(argv)
+    if args.optimize:
+        OPTIMIZE["on"] = True
+        compile_optimized()
     r = asyncio.run(run(args))
+    r["pythonOptimize"] = 2 if args.optimize else 0
     idle_rss = max(r["idle"]["rssMaxMB"].values())
     idle_cpu = max(r["idle"]["cpuPercent"].values())
     roll_rss = max(r["rollout"]["rssMaxMB"].values())

@@ -97,7 +97,7 @@ async def measure(tb: TestbedHandle, kind: str, samples: int, version: int, work
         await asyncio.sleep(2)
         while len(out) < samples:
             events = replicas.events()
-            if _all_done(events):
+            if _all_done(events, VERSIONS[version]):
                 version += 1
                 await editor.write(text(VERSIONS[version], paused=True))
                 await asyncio.sleep(1.5)
@@ -116,20 +116,17 @@ async def measure(tb: TestbedHandle, kind: str, samples: int, version: int, work
                 await replicas.wait_for(lambda ev, u=upgraded: count(ev, "NodeUpgraded") > u,
                                         300, "the node in flight")
                 await asyncio.sleep(1.5)
-        if _all_done(replicas.events()):
+        if _all_done(replicas.events(), VERSIONS[version]):
             version += 1
     finally:
         replicas.stop()
     return out, version
 
 
-def _all_done(events: list[dict[str, Any]]) -> bool:
-    """The last rollout succeeded after the last node upgrade (nothing left of it)."""
-    if not count(events, "RolloutSucceeded") or not count(events, "NodeUpgraded"):
-        return False
-    last_ok = max(epoch(e["time"]) for e in events if e.get("reason") == "RolloutSucceeded")
-    last_up = max(epoch(e["time"]) for e in events if e.get("reason") == "NodeUpgraded")
-    return last_ok >= last_up
+def _all_done(events: list[dict[str, Any]], version: str) -> bool:
+    """The rollout to `version` succeeded (nothing left of it)."""
+    return any(e.get("reason") == "RolloutSucceeded"
+               and str(e.get("version", "")).startswith(f"{version}-") for e in events)
 
 
 async def run(samples: int) -> dict[str, Any]:

@@ -39,7 +39,7 @@ async def docker(host: str, *args: str) -> str:
 
 
 TRANSIENT = ("DeadlineExceeded", "does not have a leader", "context deadline",
-             "node is stopped")
+             "node is stopped", "lost leader status")
 
 
 async def patient(hosts: dict[str, str], not_host: str, *args: str, tries: int = 5) -> str:
