@@ -121,6 +121,10 @@ async def drive(run: Run, points: list[tuple[str, str]], allow: Allowances) -> N
                         record["note"] = f"{label or 'nobody'} no longer runs; killed the holder"
                 pending.remove(point)
                 record["at"] = time.time()
+                # Recorded before the awaits: the rollout may end (and this task be cancelled)
+                # while the kill or the progress read runs; the point must not vanish from
+                # both the kills and the misses (it did in a campaign run).
+                records.append(record)
                 if replica is not None:
                     await asyncio.to_thread(run.kill9, replica.hostname)
                     record["killed"] = f"{replica.hostname}-g{replica.generation}"
@@ -131,7 +135,6 @@ async def drive(run: Run, points: list[tuple[str, str]], allow: Allowances) -> N
                         "done" if node in (progress.get("done") or []) else "not started")
                 else:
                     record["killed"] = None
-                records.append(record)
                 break  # re-read the events before the next kill
             await asyncio.sleep(0.05)
     finally:
