@@ -140,30 +140,36 @@ def _before_reimage(
 def _demote(
     rec: NodeProgress, view: ClusterView, old: Node, strategy: Strategy, now: float
 ) -> Step:
-    """Demote only when every other manager is Ready and Reachable, in two observations at least
-    `managerSettle` apart (ManagerSettle while confirming); a manager out resets the count."""
+    """Demote only when every other manager is Reachable, in observations at least
+    `managerSettle` apart (ManagerSettle while confirming), and Ready unless it was Reachable but
+    not Ready in every one of them; a manager out, or a change in that set, restarts the count."""
     host = rec.hostname
     rec = _enter(rec, pg.DEMOTE, now)
-    blockers = rules.demote_blockers(view.snapshot.nodes, old.id)
+    unheard = rules.unheard_managers(view.snapshot.nodes, old.id)
+    blockers = rules.demote_blockers(view.snapshot.nodes, old.id, accepted=unheard)
     if blockers:
         # Waiting for them is not the node's fault: its demote timer starts afterwards.
         return Step(
-            replace(rec, phase_since=now, settled_since=0.0),
+            replace(rec, phase_since=now, settled_since=0.0, settled_unheard=()),
             reason=Reason(
                 d.MANAGER_UNREACHABLE,
-                f"not demoting {host}: other managers not Ready and Reachable: "
-                f"{rules.names(blockers)}",
+                f"not demoting {host}: other managers not Reachable: {rules.names(blockers)}",
                 d.WARNING,
             ),
         )
     settle = strategy.manager_settle
-    since = rec.settled_since if rec.settled_since > 0 else now
+    # A manager Reachable but not Ready counts only if it was so in every look since the first:
+    # a hung one shows that for ~0.2-1.3 s before raft marks it Unreachable (measured).
+    same = rec.settled_since > 0 and rec.settled_unheard == unheard
+    since = rec.settled_since if same else now
+    rec = replace(rec, settled_since=since, settled_unheard=unheard)
     if now - since < settle:
+        odd = f" ({len(unheard)} Reachable but not Ready)" if unheard else ""
         return Step(
-            replace(rec, settled_since=since),
+            rec,
             reason=Reason(
                 d.MANAGER_SETTLE,
-                f"confirming every other manager stays Ready and Reachable for {settle:g}s "
+                f"confirming every other manager stays Reachable{odd} for {settle:g}s "
                 f"before demoting {host} ({settle - (now - since):.0f}s left)",
             ),
         )
@@ -173,8 +179,9 @@ def _demote(
             rec, d.NODE_TIMEOUT, f"{host} was not demoted within {strategy.drain_timeout:g}s"
         )
     return _act(
-        replace(rec, settled_since=since),
-        Action(d.DEMOTE, host, rec.scale_set, rec.instance_id, old.id),
+        rec,
+        Action(d.DEMOTE, host, rec.scale_set, rec.instance_id, old.id,
+               {"acceptedManagers": list(unheard)}),
         f"demoting {host} so the raft keeps a majority while it is reimaged",
     )
 
