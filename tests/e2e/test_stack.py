@@ -77,6 +77,9 @@ class ContainerLogs:
     def __init__(self, hosts: dict[str, str], service: str, directory: Path) -> None:
         self.hosts, self.service, self.directory = hosts, service, directory
         self.followers: dict[str, asyncio.subprocess.Process] = {}
+        self.complete: set[str] = set()  # stopped containers whose whole log was read
+        self.runs: dict[str, int] = {}
+        self.where: dict[str, tuple[str, str]] = {}  # container -> (node hostname, host)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -88,24 +91,51 @@ class ContainerLogs:
             for name, host in self.hosts.items():
                 with contextlib.suppress(DockerAPIError):
                     for c in await docker_get(host, f"/containers/json?all=1&filters={label}", 3):
-                        if c["Id"] not in self.followers:
-                            await self._follow(name, host, c["Id"])
+                        await self._keep(name, host, c["Id"], c["State"] == "running")
             await asyncio.sleep(0.5)
 
+    async def _keep(self, name: str, host: str, container: str, running: bool) -> None:
+        """Follow a new container; a follower that ended while its container still exists (a
+        dropped stream on a loaded dockerd, or the container stopped) is run again — `docker
+        logs` prints the whole log from the start, so the file ends up complete."""
+        proc = self.followers.get(container)
+        if proc is None or (proc.returncode is not None and container not in self.complete):
+            if not running and proc is not None:
+                self.complete.add(container)  # this last run reads the stopped container's log
+            await self._follow(name, host, container)
+
     async def _follow(self, name: str, host: str, container: str) -> None:
-        with (self.directory / f"{name}-{container[:12]}.log").open("wb") as out:
+        with self._file(name, host, container).open("wb") as out:
             self.followers[container] = await asyncio.create_subprocess_exec(
                 "docker", "-H", host, "logs", "-f", container,
                 stdout=out, stderr=subprocess.STDOUT)
 
+    def _file(self, name: str, host: str, container: str) -> Path:
+        """A new file per read of a container's log (a read against a node that went away
+        meanwhile writes nothing, and must not truncate what an earlier read got)."""
+        self.where[container] = (name, host)
+        runs = self.runs[container] = self.runs.get(container, -1) + 1
+        return self.directory / f"{name}-{container[:12]}.{runs}.log"
+
+    def reread(self) -> None:
+        """Read the whole log of every container seen, where its node still answers (blocking:
+        run it in a thread). A follower may lag or stall on a loaded dockerd."""
+        for container, (name, host) in list(self.where.items()):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                out = docker(host, "logs", container, timeout=30)
+                if out.returncode == 0:
+                    self._file(name, host, container).write_text(out.stdout + out.stderr)
+
     def events(self) -> list[dict[str, Any]]:
         """Every replica's events, in time order."""
-        events = []
+        events: dict[tuple[str, ...], dict[str, Any]] = {}
         for path in self.directory.glob("*.log"):
             for event in parse_events(path.read_text(errors="replace")):
-                event["replica"] = path.stem  # <node hostname>-<container id>
-                events.append(event)
-        return sorted(events, key=lambda e: str(e["time"]))
+                event["replica"] = path.stem.rsplit(".", 1)[0]  # <hostname>-<container id>
+                key = tuple(str(event.get(k)) for k in ("time", "reason", "object", "message",
+                                                        "replica"))
+                events[key] = event  # the same line read by two runs of a follower
+        return sorted(events.values(), key=lambda e: str(e["time"]))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -207,6 +237,18 @@ async def test_stack_deploy_then_set_version_upgrades_the_testbed(
         await until(service_logs_succeeded, ROLLOUT_TIMEOUT, "RolloutSucceeded in service logs",
                     logs, interval=3)
         print(f"[rollout: RolloutSucceeded after {time.monotonic() - rollout:.0f} s]")
+        # The followed container logs may lag behind `docker service logs` on a loaded machine:
+        # stopping them now could cut the last lines (the last node's NodeUpgraded); read the
+        # whole log of every container still reachable too.
+        def followed_succeeded() -> bool:
+            if reasons(logs.events(), "RolloutSucceeded"):
+                return True
+            logs.reread()
+            return bool(reasons(logs.events(), "RolloutSucceeded"))
+
+        await until(followed_succeeded, 90, "RolloutSucceeded in the controller containers' logs",
+                    logs, interval=2)
+        await asyncio.to_thread(logs.reread)  # the last lines of every replica still reachable
     finally:
         await referee.stop()
         await logs.stop()
