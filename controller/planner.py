@@ -118,7 +118,6 @@ def plan(
     waiting = rules.check_managers(view, in_flight) or rules.check_transitions(view, in_flight)
     if waiting:
         return _wait(order, prog, waiting + notes)
-    notes = notes + rules.unheard_note(view, in_flight)
     return _steps(view, prog, target, wanted, order, notes, now)
 
 
@@ -133,7 +132,7 @@ def _unsettled(prog: Progress) -> Progress:
     stops before the steps saw something wrong, so it cannot count as a healthy observation."""
     for rec in list(prog.nodes.values()):
         if rec.settled_since:
-            prog = prog.with_node(replace(rec, settled_since=0.0, settled_unheard=()))
+            prog = prog.with_node(replace(rec, settled_since=0.0))
     return prog
 
 

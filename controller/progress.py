@@ -104,10 +104,8 @@ class NodeProgress:
     reimage_requested_at: float = 0.0
     halted_reason: str = ""
     retry: bool = False  # set by resume: a failed reimage may be requested once more
-    # since when every other manager has been seen Reachable (and Ready, or in
-    # `settled_unheard`: ids Reachable but not Ready in every look since) before the demote
+    # since when every other manager has been seen Ready and Reachable before the demote
     settled_since: float = 0.0
-    settled_unheard: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -130,8 +128,6 @@ class NodeProgress:
             d["retry"] = True
         if self.settled_since:
             d["managersSettledSince"] = self.settled_since
-        if self.settled_unheard:
-            d["managersSettledUnheard"] = list(self.settled_unheard)
         return d
 
     @classmethod
@@ -152,15 +148,7 @@ class NodeProgress:
             halted_reason=jf.string(o, "haltedReason", where, default=""),
             retry=jf.boolean(o, "retry", where, default=False),
             settled_since=jf.number(o, "managersSettledSince", where, default=0.0),
-            settled_unheard=_ids(jf.array(o, "managersSettledUnheard", where),
-                                 f"{where}.managersSettledUnheard"),
         )
-
-
-def _ids(value: list[Any], where: str) -> tuple[str, ...]:
-    if not all(isinstance(x, str) for x in value):
-        raise ValueError(f"{where}: expected a list of node ids")
-    return tuple(value)
 
 
 @dataclass(frozen=True)

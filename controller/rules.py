@@ -304,32 +304,15 @@ def down_nodes_reason(nodes: list[Node], removing: bool) -> Reason:
 
 
 def quorum_holds(view: ClusterView) -> bool:
-    """More than half of the raft members (manager entries, any state) are Reachable."""
+    """More than half of the raft members (manager entries, any state) are Ready and Reachable."""
     members = [n for n in view.snapshot.nodes if n.role == "manager"]
-    reachable = [n for n in members if n.raft_member]
-    return 2 * len(reachable) > len(members)
+    healthy = [n for n in members if n.healthy_manager]
+    return 2 * len(healthy) > len(members)
 
 
-def unheard_managers(nodes: Iterable[Node], node_id: str = "") -> tuple[str, ...]:
-    """Ids of the managers (other than `node_id`) that raft reaches but whose node status is not
-    Ready (and that are not the leader): swarm's dispatcher does not hear their agent. After
-    leadership moves this can last minutes (seen for the leader and for followers in the
-    reliability campaign); a hung manager also looks like this, for ~0.2-1.3 s (measured)
-    before raft marks it Unreachable."""
-    return tuple(sorted(
-        n.id for n in nodes
-        if n.id != node_id and n.raft_member and not n.healthy_manager
-    ))
-
-
-def demote_blockers(
-    nodes: Iterable[Node], node_id: str, accepted: Collection[str] = ()
-) -> list[str]:
-    """The other managers that forbid demoting `node_id` now, as `hostname (state,
-    reachability)`: any that raft does not reach, and any Reachable one whose status is not
-    Ready (`unheard_managers`) unless its id is in `accepted` (the planner accepts those it saw
-    so in two observations `managerSettle` apart: raft would have marked a hung one Unreachable
-    within ~3 s).
+def demote_blockers(nodes: Iterable[Node], node_id: str) -> list[str]:
+    """The other managers that are not Ready and Reachable (`Node.healthy_manager`), as
+    `hostname (state, reachability)`: demoting `node_id` is safe only when there are none.
 
     Demoting a manager shrinks the raft; if another manager is out at the same moment (crashed,
     frozen, partitioned) the rest may have no majority (3 managers: one demoted, one frozen, one
@@ -338,22 +321,15 @@ def demote_blockers(
     it demotes (steps.py, with `managerSettle` between two observations) and the runtime asks it
     again on a fresh node list right before the call.
     """
-    nodes = list(nodes)
-    unheard = set(unheard_managers(nodes, node_id)) - set(accepted)
     return sorted(
         f"{n.hostname or n.id[:12]} ({n.state}, {n.reachability or 'unknown'})"
         for n in nodes
-        if n.role == "manager" and n.id != node_id and (not n.raft_member or n.id in unheard)
+        if n.role == "manager" and n.id != node_id and not n.healthy_manager
     )
 
 
 def check_managers(view: ClusterView, in_flight: Collection[str]) -> list[Reason]:
-    """ManagerUnreachable: never act while another manager (not in flight) is out of raft.
-
-    A manager raft reaches but whose status is not Ready does not stop the rollout here (its
-    agent is not heard, raft is whole): demotes wait until it stayed so for `managerSettle`
-    (steps.py), and `unheard_note` says so in a Warning.
-    """
+    """ManagerUnreachable: never act while another manager (not in flight) is unhealthy."""
     bad = sorted(
         f"{n.hostname} ({n.state}, {n.reachability or 'unknown'})"
         for n in view.snapshot.nodes
@@ -361,13 +337,13 @@ def check_managers(view: ClusterView, in_flight: Collection[str]) -> list[Reason
         and not n.down
         and n.hostname != view.self_hostname
         and n.hostname not in in_flight
-        and not n.raft_member
+        and not n.healthy_manager
     )
     if bad:
         return [
             Reason(
                 d.MANAGER_UNREACHABLE,
-                f"waiting: managers not Reachable: {names(bad)}",
+                f"waiting: managers not Ready and Reachable: {names(bad)}",
                 d.WARNING,
             )
         ]
@@ -375,32 +351,11 @@ def check_managers(view: ClusterView, in_flight: Collection[str]) -> list[Reason
         return [
             Reason(
                 d.MANAGER_UNREACHABLE,
-                "waiting: fewer than half of the raft members are Reachable",
+                "waiting: fewer than half of the raft members are Ready and Reachable",
                 d.WARNING,
             )
         ]
     return []
-
-
-def unheard_note(view: ClusterView, in_flight: Collection[str]) -> list[Reason]:
-    """A Warning naming the managers raft reaches whose status is not Ready (not in flight)."""
-    hosts = {n.id: n for n in view.snapshot.nodes}
-    listed = sorted(
-        f"{hosts[i].hostname} ({hosts[i].state}, reachable)"
-        for i in unheard_managers(view.snapshot.nodes)
-        if hosts[i].hostname not in in_flight
-    )
-    if not listed:
-        return []
-    return [
-        Reason(
-            d.MANAGER_UNREACHABLE,
-            f"{names(listed)}: raft reaches it but swarm does not hear its agent (node status "
-            f"not Ready); the rollout goes on, a demote waits until it has stayed so for "
-            f"managerSettle (restarting its docker daemon clears it)",
-            d.WARNING,
-        )
-    ]
 
 
 def services_below_desired(snapshot: Snapshot) -> list[str]:
@@ -433,7 +388,7 @@ def check_transitions(view: ClusterView, in_flight: Collection[str]) -> list[Rea
         entries = [n for n in view.entries.get(host, ()) if not n.down]
         if len(entries) > 1:
             busy.append(f"{host} ({len(entries)} live node entries)")
-        elif entries and not (entries[0].ready or entries[0].raft_member):
+        elif entries and not (entries[0].ready or entries[0].healthy_manager):
             busy.append(f"{host} (node {entries[0].state})")
     if busy:
         return [

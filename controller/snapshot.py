@@ -59,11 +59,6 @@ class Node:
         return self.ready or self.leader
 
     @property
-    def raft_member(self) -> bool:
-        """A manager that raft reaches (what quorum depends on), whatever its node status."""
-        return self.role == "manager" and self.reachability == "reachable"
-
-    @property
     def down(self) -> bool:
         """Out of the swarm: state Down, and not a manager that raft still reaches (whose
         Down status is the dispatcher's view only: it is waited for, never removed)."""

@@ -140,36 +140,30 @@ def _before_reimage(
 def _demote(
     rec: NodeProgress, view: ClusterView, old: Node, strategy: Strategy, now: float
 ) -> Step:
-    """Demote only when every other manager is Reachable, in observations at least
-    `managerSettle` apart (ManagerSettle while confirming), and Ready unless it was Reachable but
-    not Ready in every one of them; a manager out, or a change in that set, restarts the count."""
+    """Demote only when every other manager is Ready and Reachable, in two observations at least
+    `managerSettle` apart (ManagerSettle while confirming); a manager out resets the count."""
     host = rec.hostname
     rec = _enter(rec, pg.DEMOTE, now)
-    unheard = rules.unheard_managers(view.snapshot.nodes, old.id)
-    blockers = rules.demote_blockers(view.snapshot.nodes, old.id, accepted=unheard)
+    blockers = rules.demote_blockers(view.snapshot.nodes, old.id)
     if blockers:
         # Waiting for them is not the node's fault: its demote timer starts afterwards.
         return Step(
-            replace(rec, phase_since=now, settled_since=0.0, settled_unheard=()),
+            replace(rec, phase_since=now, settled_since=0.0),
             reason=Reason(
                 d.MANAGER_UNREACHABLE,
-                f"not demoting {host}: other managers not Reachable: {rules.names(blockers)}",
+                f"not demoting {host}: other managers not Ready and Reachable: "
+                f"{rules.names(blockers)}",
                 d.WARNING,
             ),
         )
     settle = strategy.manager_settle
-    # A manager Reachable but not Ready counts only if it was so in every look since the first:
-    # a hung one shows that for ~0.2-1.3 s before raft marks it Unreachable (measured).
-    same = rec.settled_since > 0 and rec.settled_unheard == unheard
-    since = rec.settled_since if same else now
-    rec = replace(rec, settled_since=since, settled_unheard=unheard)
+    since = rec.settled_since if rec.settled_since > 0 else now
     if now - since < settle:
-        odd = f" ({len(unheard)} Reachable but not Ready)" if unheard else ""
         return Step(
-            rec,
+            replace(rec, settled_since=since),
             reason=Reason(
                 d.MANAGER_SETTLE,
-                f"confirming every other manager stays Reachable{odd} for {settle:g}s "
+                f"confirming every other manager stays Ready and Reachable for {settle:g}s "
                 f"before demoting {host} ({settle - (now - since):.0f}s left)",
             ),
         )
@@ -179,9 +173,8 @@ def _demote(
             rec, d.NODE_TIMEOUT, f"{host} was not demoted within {strategy.drain_timeout:g}s"
         )
     return _act(
-        rec,
-        Action(d.DEMOTE, host, rec.scale_set, rec.instance_id, old.id,
-               {"acceptedManagers": list(unheard)}),
+        replace(rec, settled_since=since),
+        Action(d.DEMOTE, host, rec.scale_set, rec.instance_id, old.id),
         f"demoting {host} so the raft keeps a majority while it is reimaged",
     )
 

@@ -75,12 +75,11 @@ class Executor:
         # is asked once more on a fresh node list right before the call (a manager that went
         # out since the pass's observation), and the next pass decides again.
         fresh = [node_from_dict(node_fields(n, 0)) for n in await self.swarm.nodes()]
-        accepted = [str(i) for i in a.params.get("acceptedManagers", ())]
-        blockers = rules.demote_blockers(fresh, a.node_id, accepted=accepted)
+        blockers = rules.demote_blockers(fresh, a.node_id)
         if blockers:
             self._emit(ev.WARNING, d.MANAGER_UNREACHABLE, ev.node_object(a.node),
-                       f"not demoting {a.node}: right before the call, other managers are out: "
-                       f"{rules.names(blockers)}; waiting")
+                       f"not demoting {a.node}: right before the call, other managers are not "
+                       f"Ready and Reachable: {rules.names(blockers)}; waiting")
             return
         leader = any(n.leader for n in fresh if n.id == a.node_id)
         if await self.swarm.patch_node(a.node_id, Role="worker"):
