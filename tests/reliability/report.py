@@ -88,6 +88,9 @@ def render(paths: list[Path], findings: Path | None = None) -> str:
     stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC") if when else "?"
     out.append(f"**Totals**: {len(rows)} runs, {crash_points} crash points, "
                f"**{total_violations} invariant violations**; seeds {seeds}; last run {stamp}.\n")
+    codes = [(p.name, str(d["code"])) for p, d in zip(used, docs, strict=False) if d.get("code")]
+    if codes and len(codes) == len(docs):
+        out.append("Code under test: " + "; ".join(f"`{n}`: {c}" for n, c in codes) + ".\n")
     out += _group_table(rows)
     out.append("## Scenarios\n")
     out.append("| group | scenario | runs | outcome | ok | violations | notes |")
