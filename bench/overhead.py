@@ -71,9 +71,11 @@ def unavoidable(operations: list[dict[str, Any]], referee: dict[str, Any], versi
     return rows
 
 
-async def controller_rollout(tb: TestbedHandle, work: Path) -> dict[str, Any]:
+async def controller_rollout(tb: TestbedHandle, work: Path,
+                             manager_settle: str = "") -> dict[str, Any]:
     desired = work / "desired.yaml"
-    desired.write_text(declaration("stable", f"{START}-ce-azure1"))
+    extra = f"    managerSettle: {manager_settle}\n" if manager_settle else ""
+    desired.write_text(declaration("stable", f"{START}-ce-azure1", extra))
     env = {k: v for k, v in os.environ.items() if k not in tb.env}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # swarm-upgrade
     replicas = Replicas(tb.manager_hosts, env, [
@@ -84,7 +86,7 @@ async def controller_rollout(tb: TestbedHandle, work: Path) -> dict[str, Any]:
         await replicas.wait_for(lambda ev: any(e.get("reason") == "UpToDate" for e in ev), 120,
                                 "UpToDate")
         edited = time.time()
-        desired.write_text(declaration("stable", f"{MIDDLE}-ce-azure1"))
+        desired.write_text(declaration("stable", f"{MIDDLE}-ce-azure1", extra))
         events = await replicas.wait_for(
             lambda ev: any(e.get("reason") == "RolloutSucceeded" for e in ev), 900,
             "RolloutSucceeded")
@@ -117,7 +119,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await referee.start()
         try:
             load_c = common.load()
-            ctl = await controller_rollout(tb, work)
+            ctl = await controller_rollout(tb, work, args.manager_settle)
             load_r = common.load()
             try:
                 ref = await reference_upgrade(tb, catalog_image("stable", f"{LAST}-ce-azure1"))
@@ -142,6 +144,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "config": {"managers": args.managers, "workers": args.workers,
                        "reimageSeconds": args.reimage_s, "sampleServiceReplicas": 4,
+                       "managerSettle": args.manager_settle or "10s (default)",
                        "controllerFlags": "defaults (--resync 30s, --lease-duration 15s, "
                                           "--polling-interval 15s), --swarm-timeout 5s"},
             "controller": {**ctl, "loadAvgAtStart": load_c, "nodes": ctl_rows,
@@ -166,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=3)
     p.add_argument("--reimage-s", type=float, default=30.0,
                    help="extra seconds a testbed reimage takes (Azure takes minutes)")
+    p.add_argument("--manager-settle", default="",
+                   help="the declaration's strategy.managerSettle (default: the CRD's, 10s)")
+    p.add_argument("--out", default="overhead", help="result name under bench/results/")
     args = p.parse_args(argv)
     result = asyncio.run(run(args))
     c, r = result["controller"], result["reference"]
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                  ("reference / controller", result["referenceOverControllerMakespan"], "", "",
                   "")]
     print(common.table(rows, ("run", "makespan s", "sum unavoidable s", "ratio", "goal")))
-    print(f"\nwrote {common.write('overhead', result)}")
+    print(f"\nwrote {common.write(args.out, result)}")
     return 0
 
 
