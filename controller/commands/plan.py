@@ -115,12 +115,8 @@ def run(args: argparse.Namespace) -> int:
         print(err, file=sys.stderr)
         return EXIT_BAD_INPUT
     now = args.now if args.now is not None else (snapshot.observed_at or time.time())
-    decision = decide(desired, snapshot, progress, catalog, now)
-    if args.output == "json":
-        print(json.dumps(to_json(decision, desired, snapshot, catalog), indent=2))
-    else:
-        print(to_text(decision, desired, snapshot, catalog))
-    return EXIT_REFUSED if decision.verdict in (d.REFUSED, d.HALTED) else EXIT_OK
+    return _report(args, decide(desired, snapshot, progress, catalog, now), desired, snapshot,
+                   catalog)
 
 
 def run_live(args: argparse.Namespace) -> int:
@@ -156,7 +152,13 @@ def run_live(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     now = args.now if args.now is not None else time.time()
     snapshot = live.snapshot_of(view, now)
-    decision = decide(desired, snapshot, progress, catalog, now)
+    return _report(args, decide(desired, snapshot, progress, catalog, now), desired, snapshot,
+                   catalog)
+
+
+def _report(args: argparse.Namespace, decision: Decision, desired: Desired, snapshot: Snapshot,
+            catalog: Catalog) -> int:
+    """Print the decision (text or JSON); the exit code: 3 refused/halted, else 0."""
     if args.output == "json":
         print(json.dumps(to_json(decision, desired, snapshot, catalog), indent=2))
     else:
