@@ -34,3 +34,27 @@ def arm_writes(testbed: TestbedHandle) -> list[dict[str, Any]]:
     """Every ARM request that could have changed a scale set or an instance."""
     return [r for r in testbed.arm_requests()
             if r["kind"] == "write" and not r["operation"].startswith("Identity_")]
+
+
+def assert_self_last(events: list[dict[str, Any]], hostnames: set[str]) -> None:
+    """The seed's "the manager the upgrade runs from goes last", for replicated controllers.
+
+    No replica drains, demotes or reimages the node it runs on; a replica hands the lease over
+    only once every other node is upgraded, and to a replica on another manager. Which node is
+    upgraded last depends on who holds the lease then: if the holder crashed (or, on a stalled
+    machine, its lease expired) and a replica on an already-upgraded node took over, nobody's own
+    node is left and the rollout simply ends with the order's last node — a worker.
+    """
+    for e in events:
+        if e.get("reason") in ("NodeDraining", "NodeDemoted", "InstanceReimaging"):
+            # `replica` is "<hostname>-<generation or container id>"
+            assert not e["replica"].startswith(e["object"].removeprefix("node/") + "-"), e
+    for at, handover in enumerate(events):
+        if handover.get("reason") != "LeaseHandedOver":
+            continue
+        own = handover["object"].removeprefix("node/")
+        done = {e["object"].removeprefix("node/") for e in events[:at]
+                if e.get("reason") == "NodeUpgraded"}
+        assert done >= hostnames - {own}, (handover, sorted(done))
+        taken = [e for e in events[at:] if e.get("reason") == "LeaseAcquired"]
+        assert taken and taken[0]["object"] != handover["object"], handover
