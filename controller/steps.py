@@ -25,7 +25,7 @@ from controller.snapshot import Node
 REIMAGE_RETRY_AFTER = 30.0
 MAX_REIMAGE_ATTEMPTS = 3
 # A node entry Down before its reimage is waited for this long (from its phase's start) before
-# the node counts as lost: a demoted leader can miss its heartbeats while leadership moves.
+# the node counts as lost (a manager already demoted by the rollout is reimaged right away).
 DOWN_GRACE = 60.0
 
 
@@ -55,6 +55,16 @@ def _act(rec: NodeProgress, action: Action, message: str) -> Step:
     return Step(rec, actions=(action,), reason=Reason(d.UPGRADING, message))
 
 
+def _demoted(rec: NodeProgress, old: Node) -> bool:
+    """A manager this rollout drained and demoted: its entry is a drained worker now."""
+    return (
+        rec.role == "manager"
+        and rec.phase in (pg.DEMOTE, pg.MODEL)
+        and old.role == "worker"
+        and old.availability == "drain"
+    )
+
+
 def _timed_out(rec: NodeProgress, now: float, limit: float) -> bool:
     return now - rec.phase_since > limit
 
@@ -73,6 +83,11 @@ def advance(
         )
     old = view.node_by_id.get(rec.old_node_id)
     if rec.phase in (pg.DRAIN, pg.DEMOTE, pg.MODEL):
+        if old is not None and old.down and _demoted(rec, old):
+            # Drained and demoted by this rollout: raft no longer counts it, and the reimage
+            # wipes it anyway. A demoted leader's entry shows Down for tens of seconds while
+            # it re-registers with the new leader; waiting for that only delays the reimage.
+            return _before_reimage(rec, view, old, target, strategy, now)
         if old is not None and old.down and not _timed_out(rec, now, DOWN_GRACE):
             return _wait(rec, f"{host} ({rec.old_node_id[:12]}) is Down in its {rec.phase} "
                               f"phase; waiting up to {DOWN_GRACE:g}s for it to come back "

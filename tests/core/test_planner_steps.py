@@ -372,29 +372,47 @@ def test_a_resent_drain_is_not_a_new_history_entry() -> None:
     assert len(p.progress.history) == entries
 
 
-def test_a_demoted_node_down_for_a_moment_is_waited_for_then_lost_if_it_stays_down() -> None:
-    """Found by the reliability campaign (crash run, 2 cores under load): right after the leader
-    was demoted its old entry showed Down for a few seconds (the ex-leader missed its 1 s
-    heartbeats while leadership moved) and the planner halted the rollout with NodeLost, which
-    needs an operator. A Down entry before the reimage is waited for a while; only an entry that
-    stays Down (or vanishes) is lost."""
+def test_a_node_down_before_its_demote_took_effect_is_waited_for_then_lost() -> None:
+    """Found by the reliability campaign (crash run, 2 cores under load): an entry showing Down
+    for a few seconds around a demote made the planner halt the rollout with NodeLost, which
+    needs an operator. A manager entry Down before the demote took effect is waited for a
+    while; only one that stays Down (or vanishes) is lost."""
     from controller.steps import DOWN_GRACE
 
     p = Pass(cluster(managers=3, workers=0))
     p.c.advance(10)
-    p.until(d.DEMOTE)
+    p.until(d.DEMOTE, apply=False)  # asked for, not (yet) done: still a manager
     host = next(h for h, r in (p.progress.nodes if p.progress else {}).items())
     old = p.c.live(host)
+    assert old.role == "manager"
     old.state = "down"
     dec = p.step(apply=False)
     assert dec.verdict == d.WAIT and not dec.actions
     assert dec.reasons[0].code == d.NODE_IN_TRANSITION and "Down" in dec.reasons[0].message
     old.state = "ready"
-    assert p.step().verdict == d.PROCEED  # back: the rollout goes on
+    back = p.step(apply=False)  # back: the rollout goes on (the demote, again not done here)
+    assert back.verdict == d.PROCEED and kinds(back) == [(d.DEMOTE, host)]
     old.state = "down"
     p.c.advance(DOWN_GRACE + 1)
     dec = p.step(apply=False)
     assert dec.verdict == d.HALTED and dec.reasons[0].code == d.NODE_LOST
+
+
+def test_a_demoted_leader_down_while_leadership_moves_is_reimaged_without_waiting() -> None:
+    """Overhead bench run 5: after the leader was demoted its old entry showed Down for ~20 s
+    (the ex-leader re-registering with the new leader) and the planner waited for it before
+    asking for the reimage. A manager this rollout drained and demoted is out of raft's count
+    and about to be wiped: its Down entry is no reason to wait."""
+    p = Pass(cluster(managers=3, workers=0))
+    p.c.advance(10)
+    p.until(d.DEMOTE)  # applied: the entry is a drained worker now
+    host = next(h for h, r in (p.progress.nodes if p.progress else {}).items())
+    old = p.c.live(host)
+    assert old.role == "worker" and old.availability == "drain"
+    old.state = "down"
+    dec = p.step(apply=False)
+    assert dec.verdict == d.PROCEED, dec.reasons
+    assert kinds(dec) in ([(d.SET_MODEL_IMAGE, "")], [(d.REIMAGE, host)]), kinds(dec)
 
 
 def test_a_manager_down_in_the_middle_of_the_rollout_is_waited_for_not_refused() -> None:
