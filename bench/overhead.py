@@ -71,8 +71,8 @@ def unavoidable(operations: list[dict[str, Any]], referee: dict[str, Any], versi
     return rows
 
 
-async def controller_rollout(tb: TestbedHandle, work: Path,
-                             manager_settle: str = "") -> dict[str, Any]:
+async def controller_rollout(tb: TestbedHandle, work: Path, manager_settle: str = "",
+                             reimage_s: float = 30.0) -> dict[str, Any]:
     desired = work / "desired.yaml"
     extra = f"    managerSettle: {manager_settle}\n" if manager_settle else ""
     desired.write_text(declaration("stable", f"{START}-ce-azure1", extra))
@@ -88,8 +88,8 @@ async def controller_rollout(tb: TestbedHandle, work: Path,
         edited = time.time()
         desired.write_text(declaration("stable", f"{MIDDLE}-ce-azure1", extra))
         events = await replicas.wait_for(
-            lambda ev: any(e.get("reason") == "RolloutSucceeded" for e in ev), 900,
-            "RolloutSucceeded")
+            lambda ev: any(e.get("reason") == "RolloutSucceeded" for e in ev),
+            300 + len(tb.status()["instances"]) * (reimage_s + 120), "RolloutSucceeded")
     finally:
         replicas.stop()
     done = min(epoch(e["time"]) for e in events if e.get("reason") == "RolloutSucceeded")
@@ -119,7 +119,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await referee.start()
         try:
             load_c = common.load()
-            ctl = await controller_rollout(tb, work, args.manager_settle)
+            ctl = await controller_rollout(tb, work, args.manager_settle, args.reimage_s)
             load_r = common.load()
             try:
                 ref = await reference_upgrade(tb, catalog_image("stable", f"{LAST}-ce-azure1"))
