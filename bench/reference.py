@@ -86,7 +86,8 @@ async def upgrade(testbed: TestbedHandle, image: dict[str, str]) -> ReferenceRun
     os.environ.update(env)  # DefaultAzureCredential reads the environment when it is made
     azure = ScaleSetClient(env["AZURE_SUBSCRIPTION_ID"], env["AZURE_RESOURCE_GROUP"],
                            base_url=env["AZURE_ARM_ENDPOINT"], polling_interval=1.0,
-                           connection_verify=env["SSL_CERT_FILE"])
+                           connection_verify=env["SSL_CERT_FILE"],
+                           timeout=900.0)  # it waits for each whole reimage, as upgrade.sh did
     run = ReferenceRun(started=time.time())
     try:
         models_done: set[str] = set()
