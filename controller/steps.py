@@ -83,16 +83,15 @@ def advance(
         )
     old = view.node_by_id.get(rec.old_node_id)
     if rec.phase in (pg.DRAIN, pg.DEMOTE, pg.MODEL):
-        if old is not None and old.down and _demoted(rec, old):
-            # Drained and demoted by this rollout: raft no longer counts it, and the reimage
-            # wipes it anyway. A demoted leader's entry shows Down for tens of seconds while
-            # it re-registers with the new leader; waiting for that only delays the reimage.
-            return _before_reimage(rec, view, old, target, strategy, now)
-        if old is not None and old.down and not _timed_out(rec, now, DOWN_GRACE):
+        # A Down entry is waited for, then lost — unless this rollout already drained and
+        # demoted it: raft no longer counts it and the reimage wipes it anyway (a demoted
+        # leader's entry shows Down for tens of seconds while it re-registers).
+        down = old is not None and old.down and not _demoted(rec, old)
+        if down and not _timed_out(rec, now, DOWN_GRACE):
             return _wait(rec, f"{host} ({rec.old_node_id[:12]}) is Down in its {rec.phase} "
                               f"phase; waiting up to {DOWN_GRACE:g}s for it to come back "
                               f"(a demoted leader can miss heartbeats while leadership moves)")
-        if old is None or old.down:
+        if old is None or down:
             return _halt(
                 rec,
                 d.NODE_LOST,
