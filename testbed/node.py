@@ -120,6 +120,7 @@ class DockerNode:
         self.data_root.mkdir(parents=True, exist_ok=True)
         self.exec_root.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
+        self._drop_stale_containerd_pidfile()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, DOCKER_SERVICE_PREFER_OFFLINE_IMAGE="1")
         with open(self.log_path, "ab") as log:
@@ -133,6 +134,24 @@ class DockerNode:
                 env=env,
                 start_new_session=True,
             )
+
+    def _drop_stale_containerd_pidfile(self) -> None:
+        """Delete the managed containerd's pidfile unless it names a live containerd of this node.
+
+        dockerd reuses the containerd that pidfile names if `kill(pid, 0)` succeeds, which it
+        also does for a zombie. After `crash`, the orphaned containerd is a zombie until init
+        reaps it (seconds on this machine), and dockerd would wait 15 s for a containerd that
+        never answers, then exit ("timeout waiting for containerd to start"). On a VM the
+        pidfile is on /run, which a reboot empties.
+        """
+        pidfile = self.exec_root / "containerd" / "containerd.pid"
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            pidfile.unlink(missing_ok=True)
+            return
+        if not procs.cmdline_names(pid, str(self.exec_root)):
+            pidfile.unlink(missing_ok=True)
 
     async def start(self, labels: dict[str, str], wait_s: float = 20.0) -> None:
         """Start dockerd with engine `labels` and wait until it answers on its socket."""

@@ -141,6 +141,18 @@ async def test_crash_leaves_shims_and_start_rejoins_with_the_same_node_id(
     assert after["ID"] == before["ID"]
 
 
+async def test_restart_right_after_a_crash_boots(testbed: TestbedHandle) -> None:
+    # The crashed dockerd's containerd is a zombie until init reaps it; dockerd must not take
+    # the stale pidfile naming it for a running containerd (it would time out after 15 s).
+    host = testbed.env["DOCKER_HOST"]
+    before = await ready_node(host, "swarm-worker000000")
+    assert before is not None
+    await testbed.afault("crash", "swarm-worker000000")
+    await testbed.afault("restart", "swarm-worker000000")
+    after = await wait_for(lambda: ready_node(host, "swarm-worker000000"))
+    assert after["ID"] == before["ID"]
+
+
 async def test_power_off_keeps_the_disk_and_start_keeps_the_node_id(
     testbed: TestbedHandle,
 ) -> None:
