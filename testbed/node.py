@@ -2,9 +2,9 @@
 
 A node is what one scale-set instance's disk and OS would be: `start` boots dockerd on the node's
 data-root (same root = same swarm node id), `stop` shuts it down (SIGTERM, then SIGKILL, then
-the containerd shims it leaves), `crash` is `kill -9` of dockerd alone (the shims and containers
-keep running, as on a real crash; the next start on the same data-root cleans them up), and
-`wipe` unmounts and deletes the disk.
+the containerd shims it leaves; it drops containerd's stale pidfile), `crash` is `kill -9` of
+dockerd alone (the shims and containers keep running, as on a real crash; the next start on the
+same data-root cleans them up), and `wipe` unmounts and deletes the disk.
 """
 
 from __future__ import annotations
@@ -120,7 +120,6 @@ class DockerNode:
         self.data_root.mkdir(parents=True, exist_ok=True)
         self.exec_root.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
-        self._drop_stale_containerd_pidfile()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, DOCKER_SERVICE_PREFER_OFFLINE_IMAGE="1")
         with open(self.log_path, "ab") as log:
@@ -134,24 +133,6 @@ class DockerNode:
                 env=env,
                 start_new_session=True,
             )
-
-    def _drop_stale_containerd_pidfile(self) -> None:
-        """Delete the managed containerd's pidfile unless it names a live containerd of this node.
-
-        dockerd reuses the containerd that pidfile names if `kill(pid, 0)` succeeds, which it
-        also does for a zombie. After `crash`, the orphaned containerd is a zombie until init
-        reaps it (seconds on this machine), and dockerd would wait 15 s for a containerd that
-        never answers, then exit ("timeout waiting for containerd to start"). On a VM the
-        pidfile is on /run, which a reboot empties.
-        """
-        pidfile = self.exec_root / "containerd" / "containerd.pid"
-        try:
-            pid = int(pidfile.read_text().strip())
-        except (OSError, ValueError):
-            pidfile.unlink(missing_ok=True)
-            return
-        if not procs.cmdline_names(pid, str(self.exec_root)):
-            pidfile.unlink(missing_ok=True)
 
     async def start(self, labels: dict[str, str], wait_s: float = 20.0) -> None:
         """Start dockerd with engine `labels` and wait until it answers on its socket."""
@@ -190,7 +171,8 @@ class DockerNode:
             await self.api.import_image(busybox_rootfs_tar(("sleep",)), repo, tag)
 
     async def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM dockerd, SIGKILL after `grace` s, then kill leftover shims and containers."""
+        """SIGTERM dockerd, SIGKILL after `grace` s, then kill leftover shims and containers and
+        drop containerd's pidfile."""
         await self.api.close()
         proc = self.proc
         if proc is not None and proc.poll() is None:
@@ -201,6 +183,11 @@ class DockerNode:
                 proc.kill()
                 await asyncio.to_thread(proc.wait)
         await asyncio.to_thread(procs.kill_under, self.root)
+        # Nothing of this node runs now, so containerd's pidfile is stale (a VM's reboot empties
+        # /run). Left in place after a `crash`, it names a zombie until init reaps it; dockerd
+        # takes that for a running containerd (kill(pid, 0) succeeds on a zombie), waits 15 s
+        # and exits: "timeout waiting for containerd to start".
+        (self.exec_root / "containerd" / "containerd.pid").unlink(missing_ok=True)
 
     def crash(self) -> None:
         """kill -9 dockerd only (its containerd dies with it; shims and containers survive)."""
